@@ -1,0 +1,43 @@
+# authbroker: two commands on a fresh machine, `make run` and `make test`.
+PYTHON ?= python3.11
+VENV ?= .venv
+PY := $(VENV)/bin/python
+PORT ?= 8000
+WEB_CONCURRENCY ?= 2
+STAMP := $(VENV)/.installed
+
+.PHONY: install run test lint serve worker bench migrate clean
+
+install: $(STAMP)
+
+$(STAMP): pyproject.toml
+	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -e ".[dev]"
+	@touch $(STAMP)
+
+migrate: install
+	$(PY) manage.py migrate --noinput
+
+run: migrate
+	$(PY) manage.py load_demo
+	@echo "authbroker on http://127.0.0.1:$(PORT)/  (API under /api/, docs at /api/docs, admin at /admin/)"
+	$(PY) manage.py runserver 127.0.0.1:$(PORT) --noreload
+
+test: install
+	$(PY) -m pytest $(PYTEST_ARGS)
+
+lint: install
+	$(PY) -m ruff check .
+	$(PY) manage.py makemigrations --check --dry-run
+
+serve: migrate
+	$(PY) manage.py collectstatic --noinput --verbosity 0
+	$(VENV)/bin/gunicorn console.wsgi:application --bind 127.0.0.1:$(PORT) --workers $(WEB_CONCURRENCY) \
+		--access-logfile - --timeout 30
+
+worker: install
+	$(VENV)/bin/celery -A console worker --beat --loglevel INFO
+
+clean:
+	rm -rf $(VENV) db.sqlite3 var .pytest_cache .ruff_cache

@@ -1,0 +1,21 @@
+"""Liveness and readiness probes: no authentication, no session, no database for liveness."""
+
+from django.db import connection
+from django.http import JsonResponse
+
+
+def healthz(request):
+    """The process is up and answering."""
+    return JsonResponse({"status": "ok"})
+
+
+def readyz(request):
+    """Ready to serve: the database answers."""
+    try:
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT 1")
+            cursor.fetchone()
+    except Exception:  # any failure to reach the database means not ready
+        connection.close_if_unusable_or_obsolete()
+        return JsonResponse({"status": "unavailable", "database": "unreachable"}, status=503)
+    return JsonResponse({"status": "ok", "database": "ok"})

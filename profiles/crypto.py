@@ -1,0 +1,73 @@
+"""Secrets at rest: Fernet with a key ring (`AUTHBROKER_ENCRYPTION_KEYS`, newest first).
+
+Encryption always uses the newest key; decryption tries each key, so keys can
+be rotated without downtime and `rotate_secrets` re-encrypts with the newest.
+Without configured keys (a development checkout) a key is derived from
+SECRET_KEY; `check --deploy` warns about that.
+"""
+
+import base64
+import hashlib
+from functools import lru_cache
+
+from cryptography.fernet import Fernet, InvalidToken, MultiFernet
+from django.conf import settings
+from django.core.exceptions import ImproperlyConfigured
+
+
+class SecretUnreadable(Exception):
+    """No configured key can decrypt a stored secret."""
+
+
+def _derived_key():
+    digest = hashlib.sha256(f"authbroker-secrets:{settings.SECRET_KEY}".encode()).digest()
+    return base64.urlsafe_b64encode(digest)
+
+
+@lru_cache(maxsize=8)
+def _ring(keys):
+    fernets = []
+    for key in keys:
+        try:
+            fernets.append(Fernet(key))
+        except ValueError:
+            raise ImproperlyConfigured(
+                "AUTHBROKER_ENCRYPTION_KEYS holds a value that is not a Fernet key "
+                "(32 url-safe base64-encoded bytes; make one with `manage.py generate_encryption_key`)"
+            ) from None
+    return MultiFernet(fernets)
+
+
+def keyring():
+    keys = tuple(settings.AUTHBROKER_ENCRYPTION_KEYS) or (_derived_key().decode(),)
+    return _ring(keys)
+
+
+def encrypt(plaintext):
+    return keyring().encrypt(plaintext.encode()).decode()
+
+
+def decrypt(token):
+    try:
+        return keyring().decrypt(token.encode()).decode()
+    except InvalidToken:
+        raise SecretUnreadable("no configured encryption key can read this secret") from None
+
+
+def rotate(token):
+    """Re-encrypt a stored secret with the newest key."""
+    try:
+        return keyring().rotate(token.encode()).decode()
+    except InvalidToken:
+        raise SecretUnreadable("no configured encryption key can read this secret") from None
+
+
+def mask(secret):
+    """A recognisable but useless view of a secret: `sk-a…f9c2`."""
+    if not secret:
+        return ""
+    if len(secret) >= 16:
+        return f"{secret[:4]}…{secret[-4:]}"
+    if len(secret) >= 8:
+        return f"…{secret[-2:]}"
+    return "…"

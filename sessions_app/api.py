@@ -1,0 +1,140 @@
+"""Gateway endpoints: select, report, reset, overrides, sessions and the audit log.
+
+Views are thin: authenticate, validate, call one service, present the answer.
+"""
+
+import django_filters
+from django.utils import timezone
+from django_filters.rest_framework import DjangoFilterBackend
+from drf_spectacular.utils import extend_schema
+from rest_framework import generics, pagination
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from sessions_app import services
+from sessions_app.models import Event, EventKind
+from sessions_app.serializers import (
+    BulkResetAnswerSerializer,
+    BulkResetRequest,
+    ClearOverrideRequest,
+    EventSerializer,
+    OverrideRequest,
+    ReportAnswerSerializer,
+    ReportRequest,
+    ResetAnswerSerializer,
+    ResetRequest,
+    SelectAnswerSerializer,
+    SelectRequest,
+    SessionStateSerializer,
+    selection_answer,
+    session_state,
+)
+
+
+def validated(serializer_class, request):
+    serializer = serializer_class(data=request.data)
+    serializer.is_valid(raise_exception=True)
+    return serializer.validated_data
+
+
+def actor(request):
+    return f"token:{request.auth.name}"
+
+
+class SelectView(APIView):
+    @extend_schema(request=SelectRequest, responses=SelectAnswerSerializer, summary="Which profile now?")
+    def post(self, request):
+        data = validated(SelectRequest, request)
+        selection = services.select_profile(now=timezone.now(), actor=actor(request), **data)
+        return Response(selection_answer(selection, request.auth.has_scope("credentials")))
+
+
+class ReportView(APIView):
+    @extend_schema(request=ReportRequest, responses=ReportAnswerSerializer, summary="Report a call's outcome")
+    def post(self, request):
+        data = validated(ReportRequest, request)
+        return Response(services.report_outcome(now=timezone.now(), actor=actor(request), **data))
+
+
+class SessionResetView(APIView):
+    @extend_schema(request=ResetRequest, responses=ResetAnswerSerializer, summary="Session boundary")
+    def post(self, request, session_key):
+        data = validated(ResetRequest, request)
+        result = services.reset_session(session_key=session_key, now=timezone.now(), actor=actor(request), **data)
+        return Response({
+            "session_id": str(result.session.session_id),
+            "carried": result.carried,
+            "dropped": result.dropped,
+            "selection": selection_answer(result.selection, request.auth.has_scope("credentials")),
+        })
+
+
+class BulkResetView(APIView):
+    @extend_schema(request=BulkResetRequest, responses=BulkResetAnswerSerializer, summary="Boundary for many")
+    def post(self, request):
+        data = validated(BulkResetRequest, request)
+        return Response(services.bulk_reset(now=timezone.now(), actor=actor(request), **data))
+
+
+class SessionDetailView(APIView):
+    @extend_schema(responses=SessionStateSerializer, summary="A session and its override's provenance")
+    def get(self, request, session_key):
+        return Response(session_state(services.get_session(session_key)))
+
+
+class SessionOverrideView(APIView):
+    @extend_schema(request=OverrideRequest, responses=SessionStateSerializer, summary="Set a user override")
+    def put(self, request, session_key):
+        data = validated(OverrideRequest, request)
+        session = services.set_user_override(session_key=session_key, now=timezone.now(), actor=actor(request),
+                                             **data)
+        return Response(session_state(session))
+
+    @extend_schema(request=ClearOverrideRequest, responses=SessionStateSerializer, summary="Clear the override")
+    def delete(self, request, session_key):
+        data = validated(ClearOverrideRequest, request) if request.data else {}
+        session = services.clear_override(session_key=session_key, now=timezone.now(), actor=actor(request), **data)
+        return Response(session_state(session))
+
+
+class EventPagination(pagination.CursorPagination):
+    ordering = "-id"
+    page_size = 50
+    page_size_query_param = "page_size"
+    max_page_size = 500
+
+
+class EventFilter(django_filters.FilterSet):
+    kind = django_filters.ChoiceFilter(choices=EventKind.choices)
+    profile = django_filters.CharFilter(field_name="profile_id")
+    provider = django_filters.CharFilter(field_name="provider_id")
+    session_key = django_filters.CharFilter()
+    source = django_filters.CharFilter()
+    actor = django_filters.CharFilter()
+    since = django_filters.IsoDateTimeFilter(field_name="at", lookup_expr="gte")
+    until = django_filters.IsoDateTimeFilter(field_name="at", lookup_expr="lt")
+
+    class Meta:
+        model = Event
+        fields = ["kind", "profile", "provider", "session_key", "source", "actor", "since", "until"]
+
+
+class EventListView(generics.ListAPIView):
+    """All events, newest first."""
+
+    queryset = Event.objects.all()
+    serializer_class = EventSerializer
+    pagination_class = EventPagination
+    filter_backends = [DjangoFilterBackend]
+    filterset_class = EventFilter
+
+
+class SessionEventsView(generics.ListAPIView):
+    """One session's events, newest first."""
+
+    serializer_class = EventSerializer
+    pagination_class = EventPagination
+
+    def get_queryset(self):
+        session = services.get_session(self.kwargs["session_key"])
+        return Event.objects.filter(session_key=session.session_key)

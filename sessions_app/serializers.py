@@ -1,0 +1,175 @@
+"""Request validation and response shapes of the session endpoints (DESIGN §3)."""
+
+from rest_framework import serializers
+
+from console.fields import (
+    NonNegativeNumberField,
+    StrictBooleanField,
+    StrictCharField,
+    StrictSerializer,
+)
+from profiles.presenters import iso
+from profiles.rules import OUTCOMES
+from profiles.serializers import ProfileStateSerializer
+from sessions_app.models import Event
+from sessions_app.services import RESET_REASONS, override_state
+
+# ---------------------------------------------------------------- requests
+
+
+class SelectRequest(StrictSerializer):
+    session_key = StrictCharField(max_length=255)
+    provider = StrictCharField(max_length=64)
+    new_session = StrictBooleanField(required=False, default=False)
+    model = StrictCharField(max_length=190, required=False, allow_null=True)
+    explain = StrictBooleanField(required=False, default=False)
+
+
+class ReportRequest(StrictSerializer):
+    profile = StrictCharField(max_length=255)
+    outcome = serializers.ChoiceField(choices=OUTCOMES)
+    session_key = StrictCharField(max_length=255, required=False, allow_null=True)
+    lease_id = StrictCharField(max_length=64, required=False, allow_null=True)
+    model = StrictCharField(max_length=190, required=False, allow_null=True)
+    retry_after_seconds = NonNegativeNumberField(required=False, allow_null=True)
+    detail = StrictCharField(max_length=2000, required=False, allow_blank=True, allow_null=True)
+
+
+class ResetRequest(StrictSerializer):
+    provider = StrictCharField(max_length=64)
+    reason = serializers.ChoiceField(choices=RESET_REASONS, required=False, default="reset")
+    model = StrictCharField(max_length=190, required=False, allow_null=True)
+
+
+class BulkResetRequest(StrictSerializer):
+    session_keys = serializers.ListField(child=StrictCharField(max_length=255), required=False, max_length=1000)
+    reason = serializers.ChoiceField(choices=RESET_REASONS, required=False, default="restart")
+
+
+class OverrideRequest(StrictSerializer):
+    profile = StrictCharField(max_length=255)
+    reason = StrictCharField(max_length=500, required=False, allow_blank=True)
+
+
+class ClearOverrideRequest(StrictSerializer):
+    reason = StrictCharField(max_length=500, required=False, allow_blank=True)
+
+
+# ---------------------------------------------------------------- responses
+
+
+class CandidateSerializer(serializers.Serializer):
+    profile = serializers.CharField()
+    available = serializers.BooleanField()
+    reason = serializers.CharField()
+    until = serializers.DateTimeField(allow_null=True)
+
+
+class CredentialSerializer(serializers.Serializer):
+    kind = serializers.CharField()
+    secret = serializers.CharField()
+
+
+class SelectAnswerSerializer(serializers.Serializer):
+    profile = serializers.CharField()
+    source = serializers.ChoiceField(choices=["default", "auto", "user"])
+    session_key = serializers.CharField()
+    session_id = serializers.UUIDField()
+    lease_id = serializers.CharField()
+    reason = serializers.CharField()
+    cooling = serializers.BooleanField()
+    all_unavailable = serializers.BooleanField()
+    retry_at = serializers.DateTimeField(allow_null=True)
+    candidates = CandidateSerializer(many=True, required=False)
+    credential = CredentialSerializer(required=False)
+
+
+class FailoverSerializer(serializers.Serializer):
+    profile = serializers.CharField()
+    source = serializers.ChoiceField(choices=["auto"])
+
+
+class ReportAnswerSerializer(serializers.Serializer):
+    profile = ProfileStateSerializer()
+    failover = FailoverSerializer(allow_null=True)
+    duplicate = serializers.BooleanField()
+
+
+class OverrideStateSerializer(serializers.Serializer):
+    profile = serializers.CharField()
+    source = serializers.ChoiceField(choices=["auto", "user"])
+    set_at = serializers.DateTimeField(allow_null=True)
+    set_by = serializers.CharField()
+    reason = serializers.CharField(allow_blank=True)
+
+
+class SessionStateSerializer(serializers.Serializer):
+    session_key = serializers.CharField()
+    session_id = serializers.UUIDField()
+    provider = serializers.CharField(allow_null=True)
+    override = OverrideStateSerializer(allow_null=True)
+    last_profile = serializers.CharField(allow_null=True)
+    last_activity_at = serializers.DateTimeField(allow_null=True)
+    updated_at = serializers.DateTimeField()
+
+
+class ResetAnswerSerializer(serializers.Serializer):
+    session_id = serializers.UUIDField()
+    carried = serializers.CharField(allow_null=True)
+    dropped = serializers.CharField(allow_null=True)
+    selection = SelectAnswerSerializer()
+
+
+class BulkResetAnswerSerializer(serializers.Serializer):
+    reset = serializers.IntegerField()
+    dropped = serializers.IntegerField()
+    carried = serializers.IntegerField()
+
+
+class EventSerializer(serializers.ModelSerializer):
+    profile = serializers.CharField(source="profile_id")
+    provider = serializers.CharField(source="provider_id")
+
+    class Meta:
+        model = Event
+        fields = ["id", "at", "kind", "actor", "reason", "source", "session_key", "profile", "provider", "model",
+                  "before", "after"]
+
+
+# ---------------------------------------------------------------- presenting
+
+
+def selection_answer(selection, include_credential=False):
+    answer = {
+        "profile": selection.profile.id,
+        "source": str(selection.source),
+        "session_key": selection.session.session_key,
+        "session_id": str(selection.session.session_id),
+        "lease_id": selection.lease_id,
+        "reason": selection.reason,
+        "cooling": selection.cooling,
+        "all_unavailable": selection.all_unavailable,
+        "retry_at": iso(selection.retry_at),
+    }
+    if selection.candidates is not None:
+        answer["candidates"] = [
+            {"profile": c.profile.id, "available": c.available,
+             "reason": ("chosen: " if c.profile.id == selection.profile.id else "") + c.reason,
+             "until": iso(c.until)}
+            for c in selection.candidates
+        ]
+    if include_credential:
+        answer["credential"] = {"kind": selection.profile.kind, "secret": selection.profile.reveal_secret()}
+    return answer
+
+
+def session_state(session):
+    return {
+        "session_key": session.session_key,
+        "session_id": str(session.session_id),
+        "provider": session.provider_id,
+        "override": override_state(session),
+        "last_profile": session.last_profile_id,
+        "last_activity_at": iso(session.last_activity_at),
+        "updated_at": iso(session.updated_at),
+    }
