@@ -1,0 +1,25 @@
+"""Small helpers that keep the tests about behaviour rather than plumbing."""
+
+from sessions_app.models import Event
+
+
+def select(client, session_key="agent:main:telegram:dm:42", provider="anthropic", **extra):
+    response = client.post("/api/select", {"session_key": session_key, "provider": provider, **extra}, format="json")
+    assert response.status_code == 200, response.content
+    return response.json()
+
+
+def report(client, profile, outcome, expect=200, **extra):
+    response = client.post("/api/report", {"profile": profile, "outcome": outcome, **extra}, format="json")
+    assert response.status_code == expect, response.content
+    return response.json()
+
+
+def reset(client, session_key="agent:main:telegram:dm:42", provider="anthropic", **extra):
+    response = client.post(f"/api/sessions/{session_key}/reset", {"provider": provider, **extra}, format="json")
+    assert response.status_code == 200, response.content
+    return response.json()
+
+
+def kinds(**filters):
+    return list(Event.objects.filter(**filters).order_by("id").values_list("kind", flat=True))
