@@ -257,8 +257,6 @@ def apply_failure(stats, outcome, now, ladder, retry_after_seconds=None):
     counts[outcome] = counts.get(outcome, 0) + 1
     error_count = stats.error_count + 1
     deadline = now + max(ladder_step(ladder, error_count), hint)
-    if stats.cooldown_until and stats.cooldown_until > deadline:
-        deadline = stats.cooldown_until  # a deadline only ever moves later
     new = replace(
         stats,
         error_count=error_count,

@@ -114,13 +114,15 @@ def select_profile(*, session_key, provider, now, actor, new_session=False, mode
     key = ids.validate_session_key(session_key)
     provider_id = ids.normalize_provider_id(provider)
     model = clean_model(model)
-    selection = None
+    selection, known_missing = None, False
     if not new_session and not explain:
         session = _session_with_model_cooldowns(model).filter(session_key=key).first()
+        known_missing = session is None
         if session is not None and not session.boundary_pending:
             selection = _sticky(session, provider_id, now, model)
     if selection is None:
-        selection = _select_locked(key, provider, provider_id, now, actor, new_session, model, explain)
+        selection = _select_locked(key, provider, provider_id, now, actor, new_session, model, explain,
+                                   known_missing)
     if with_lease:
         selection.lease_id = leases.issue(selection.profile.id, key, now)
     return selection
@@ -170,10 +172,10 @@ def _load_provider(provider_raw, provider_id, model):
     return profiles[0].provider, profiles, cooldowns
 
 
-def _lock_or_create(key, now, **defaults):
+def _lock_or_create(key, now, known_missing=False, **defaults):
     """The session row, locked; created first when the key is new. Returns (session, created)."""
     queryset = Session.objects.select_for_update(of=("self",)).select_related("override_profile", "last_profile")
-    session = queryset.filter(session_key=key).first()
+    session = None if known_missing else queryset.filter(session_key=key).first()
     if session is not None:
         return session, False
     candidate = Session(session_key=key, last_activity_at=now, **defaults)
@@ -182,7 +184,7 @@ def _lock_or_create(key, now, **defaults):
     return session, session.session_id == candidate.session_id
 
 
-def _select_locked(key, provider_raw, provider_id, now, actor, new_session, model, explain):
+def _select_locked(key, provider_raw, provider_id, now, actor, new_session, model, explain, known_missing):
     with transaction.atomic():
         provider, profiles, cooldowns = _load_provider(provider_raw, provider_id, model)
         ranked = rules.rank(profiles, now, provider.strategy, cooldowns)
@@ -190,7 +192,7 @@ def _select_locked(key, provider_raw, provider_id, now, actor, new_session, mode
         if first is None:
             raise Conflict(f"provider {provider.id!r} has no profile an operator has left on",
                            {"provider": ["every profile is switched off"]}, code="no_usable_profile")
-        session, created = _lock_or_create(key, now, provider=provider, last_profile=first.profile)
+        session, created = _lock_or_create(key, now, known_missing, provider=provider, last_profile=first.profile)
         events = []
         if created:
             selection = _new_session_choice(session, provider, ranked)
@@ -201,18 +203,20 @@ def _select_locked(key, provider_raw, provider_id, now, actor, new_session, mode
             selection = _new_session_choice(session, provider, ranked)
         else:
             selection = _continuing_choice(session, provider, profiles, ranked, now, actor, events)
-        _remember(session, selection, provider, now)
+        _remember(session, selection, provider, now, just_created=created)
         write_events(events)
     if explain:
         selection.candidates = ranked
     return selection
 
 
-def _remember(session, selection, provider, now):
-    session.last_profile = selection.profile
-    session.provider = provider
-    session.last_activity_at = now
-    session.save()
+def _remember(session, selection, provider, now, just_created=False):
+    """Store what was answered; a row just inserted with this very answer needs no second write."""
+    if not (just_created and session.last_profile_id == selection.profile.id):
+        session.last_profile = selection.profile
+        session.provider = provider
+        session.last_activity_at = now
+        session.save()
     if provider.strategy == Strategy.ROUND_ROBIN and selection.source == "default" and selection.profile.last_used != now:
         AuthProfile.objects.filter(pk=selection.profile.pk).update(last_used=now)
 

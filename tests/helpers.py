@@ -23,3 +23,8 @@ def reset(client, session_key="agent:main:telegram:dm:42", provider="anthropic",
 
 def kinds(**filters):
     return list(Event.objects.filter(**filters).order_by("id").values_list("kind", flat=True))
+
+
+def statements(captured):
+    """The SQL a request ran, without the savepoints the test's own transaction adds around atomic blocks."""
+    return [q["sql"] for q in captured if not q["sql"].startswith(("SAVEPOINT", "RELEASE SAVEPOINT"))]

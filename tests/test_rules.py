@@ -1,0 +1,229 @@
+"""The rules of DESIGN §2 as plain functions: no database, time passed in."""
+
+from datetime import UTC, datetime, timedelta
+from types import SimpleNamespace
+
+import pytest
+
+from profiles import rules
+from profiles.models import DEFAULT_LADDER
+
+NOW = datetime(2026, 4, 7, 12, 0, tzinfo=UTC)
+MIN = timedelta(minutes=1)
+
+
+def profile(pid, position=0, enabled=True, cooldown_until=None, disabled_until=None, last_used=None,
+            cooldown_reason="rate_limit", disabled_reason="billing"):
+    return SimpleNamespace(id=pid, position=position, enabled=enabled, cooldown_until=cooldown_until,
+                           disabled_until=disabled_until, last_used=last_used, cooldown_reason=cooldown_reason,
+                           disabled_reason=disabled_reason)
+
+
+def fail(stats, outcome, now=NOW, hint=None):
+    return rules.apply_failure(stats, outcome, now, DEFAULT_LADDER, hint)
+
+
+# ---------------------------------------------------------------- availability
+
+
+def test_it_treats_a_profile_with_no_windows_as_available():
+    """Enabled, no cooldown, no disablement: available."""
+    assert rules.is_available(profile("a"), NOW)
+
+
+def test_it_judges_expiry_by_time_alone():
+    """A window whose end has passed no longer counts, whether or not anything tidied it."""
+    assert not rules.is_available(profile("a", cooldown_until=NOW + MIN), NOW)
+    assert rules.is_available(profile("a", cooldown_until=NOW), NOW)
+    assert rules.is_available(profile("a", disabled_until=NOW - MIN), NOW)
+
+
+def test_it_names_why_a_profile_is_unavailable_and_until_when():
+    """The reason is the latest window's kind and `until` is when every window has ended."""
+    p = profile("a", cooldown_until=NOW + MIN, disabled_until=NOW + 5 * MIN)
+    assert rules.unavailability(p, NOW) == ("disabled:billing", NOW + 5 * MIN)
+    assert rules.unavailability(profile("a", enabled=False), NOW) == ("operator_disabled", None)
+
+
+def test_it_cools_only_the_model_a_model_scoped_cooldown_names():
+    """A (profile, model) cooldown makes the profile unavailable for that model only."""
+    pair = SimpleNamespace(cooldown_until=NOW + MIN, cooldown_reason="rate_limit")
+    assert rules.unavailability(profile("a"), NOW, pair) == ("model_cooldown:rate_limit", NOW + MIN)
+    assert rules.is_available(profile("a"), NOW, None)
+
+
+# ---------------------------------------------------------------- order
+
+
+def test_it_ranks_available_profiles_by_position_for_ordered():
+    """`ordered`: available first by position, then the soonest back, then switched off."""
+    ranked = rules.rank(
+        [
+            profile("off", 0, enabled=False),
+            profile("late", 1, cooldown_until=NOW + 10 * MIN),
+            profile("soon", 2, cooldown_until=NOW + MIN),
+            profile("b", 4),
+            profile("a", 3),
+        ],
+        NOW,
+    )
+    assert [c.profile.id for c in ranked] == ["a", "b", "soon", "late", "off"]
+    assert [c.available for c in ranked] == [True, True, False, False, False]
+
+
+def test_it_ranks_least_recently_used_first_for_round_robin():
+    """`round_robin`: never-used first, then the oldest use; unavailable still last."""
+    ranked = rules.rank(
+        [
+            profile("recent", 0, last_used=NOW - MIN),
+            profile("old", 1, last_used=NOW - 10 * MIN),
+            profile("never", 2),
+            profile("cooling", 3, cooldown_until=NOW + MIN),
+        ],
+        NOW,
+        "round_robin",
+    )
+    assert [c.profile.id for c in ranked] == ["never", "old", "recent", "cooling"]
+
+
+def test_it_picks_the_soonest_back_when_nothing_is_available():
+    """All unavailable: the first choice is the one that comes back first."""
+    ranked = rules.rank([profile("a", 0, cooldown_until=NOW + 9 * MIN), profile("b", 1, cooldown_until=NOW + MIN)],
+                        NOW)
+    choice = rules.first_choice(ranked)
+    assert choice.profile.id == "b" and not choice.available and choice.until == NOW + MIN
+
+
+def test_it_never_chooses_a_profile_an_operator_switched_off():
+    """Switched-off profiles never come back by themselves, so they are never a choice."""
+    assert rules.first_choice(rules.rank([profile("a", enabled=False)], NOW)) is None
+
+
+def test_it_prefers_last_good_when_failing_over():
+    """A continuing session fails over to `last_good` when available, else the next in order."""
+    ranked = rules.rank([profile("a", 0, cooldown_until=NOW + MIN), profile("b", 1), profile("c", 2)], NOW)
+    assert rules.failover_choice(ranked, "c", "a").profile.id == "c"
+    assert rules.failover_choice(ranked, "a", "a").profile.id == "b"
+    assert rules.failover_choice(ranked, None, "a").profile.id == "b"
+
+
+def test_it_finds_home_among_enabled_profiles_by_position():
+    """Home is the first-in-order profile an operator has left on, whatever its cooldown."""
+    home = rules.home_profile([profile("b", 1), profile("a", 0, enabled=False), profile("c", 2)])
+    assert home.id == "b"
+
+
+def test_it_considers_a_session_idle_only_after_the_cache_window():
+    """Idle means strictly longer than the window since the last select or report."""
+    assert not rules.idle_long_enough(NOW - timedelta(seconds=300), NOW, 300)
+    assert rules.idle_long_enough(NOW - timedelta(seconds=301), NOW, 300)
+
+
+@pytest.mark.parametrize(
+    ("source", "stamp", "expected"),
+    [("auto", None, "auto"), ("user", 3, "user"), (None, 3, "auto"), (None, 0, "auto"), (None, None, "user"),
+     ("", None, "user")],
+)
+def test_it_reads_legacy_pins_the_way_openclaw_does(source, stamp, expected):
+    """Unknown provenance: a compaction stamp means `auto`, otherwise `user`."""
+    assert rules.legacy_override_source(source, stamp) == expected
+
+
+# ---------------------------------------------------------------- outcomes
+
+
+def test_it_climbs_the_cooldown_ladder_for_consecutive_failures():
+    """1, 5, 25, then 60 minutes (the cap) for the 1st, 2nd, 3rd, 4th+ failure."""
+    stats, now, lengths = rules.Stats(), NOW, []
+    for _ in range(6):
+        effect = fail(stats, "rate_limit", now)
+        lengths.append((effect.stats.cooldown_until - now) / MIN)
+        stats, now = effect.stats, effect.stats.cooldown_until  # the next failure comes after expiry
+    assert lengths == [1, 5, 25, 60, 60, 60]
+    assert stats.error_count == 6 and stats.failure_counts == {"rate_limit": 6}
+
+
+def test_it_does_not_escalate_a_failure_reported_while_cooling():
+    """Requests in flight when the cooldown began fail too: count and deadline stay."""
+    first = fail(rules.Stats(), "rate_limit")
+    again = fail(first.stats, "overloaded", NOW + timedelta(seconds=10))
+    assert again.event is None and not again.escalated
+    assert again.stats.error_count == 1
+    assert again.stats.cooldown_until == first.stats.cooldown_until
+    assert again.stats.failure_counts == {"rate_limit": 1}
+
+
+def test_it_lengthens_a_cooldown_with_a_retry_after_hint_but_never_shortens_it():
+    """deadline = now + max(ladder step, min(hint, 24 h))."""
+    assert fail(rules.Stats(), "rate_limit", hint=600).stats.cooldown_until == NOW + 10 * MIN
+    assert fail(rules.Stats(), "rate_limit", hint=5).stats.cooldown_until == NOW + MIN
+    capped = fail(rules.Stats(), "rate_limit", hint=10**9).stats.cooldown_until
+    assert capped == NOW + timedelta(hours=24)
+
+
+def test_it_lets_a_later_hint_move_a_running_cooldown_later_only():
+    """While cooling, only a hint may move the deadline, and only later."""
+    cooling = fail(rules.Stats(), "rate_limit").stats  # until NOW + 1 min
+    later = fail(cooling, "rate_limit", NOW + timedelta(seconds=30), hint=120)
+    assert later.event == "cooldown_extended"
+    assert later.stats.cooldown_until == NOW + timedelta(seconds=150)
+    assert later.stats.error_count == 1
+    earlier = fail(cooling, "rate_limit", NOW + timedelta(seconds=30), hint=1)
+    assert earlier.event is None and earlier.stats.cooldown_until == NOW + MIN
+
+
+def test_it_disables_for_billing_doubling_to_a_day():
+    """billing: 5 h, 10 h, 20 h, then 24 h (cap)."""
+    stats, now, lengths = rules.Stats(), NOW, []
+    for _ in range(4):
+        effect = fail(stats, "billing", now)
+        assert effect.event == "disabled"
+        lengths.append((effect.stats.disabled_until - now) / timedelta(hours=1))
+        stats, now = effect.stats, effect.stats.disabled_until
+    assert lengths == [5, 10, 20, 24]
+
+
+def test_it_cools_the_first_two_auth_failures_and_disables_on_the_third():
+    """auth below its threshold is a cooldown; the 3rd consecutive one disables for 30 min."""
+    stats, now = rules.Stats(), NOW
+    for expected in ("cooldown_started", "cooldown_started", "disabled"):
+        effect = fail(stats, "auth", now)
+        assert effect.event == expected
+        stats, now = effect.stats, max(filter(None, [effect.stats.cooldown_until, effect.stats.disabled_until]))
+    assert stats.disabled_until - stats.last_failure_at == timedelta(minutes=30)
+    assert stats.disabled_reason == "auth"
+
+
+def test_it_disables_auth_permanent_at_once_doubling_to_six_hours():
+    """auth_permanent: 30 min, 60, 120, 240, then 360 (cap)."""
+    stats, now, lengths = rules.Stats(), NOW, []
+    for _ in range(5):
+        effect = fail(stats, "auth_permanent", now)
+        lengths.append((effect.stats.disabled_until - now) / MIN)
+        stats, now = effect.stats, effect.stats.disabled_until
+    assert lengths == [30, 60, 120, 240, 360]
+
+
+def test_it_keeps_counts_after_a_window_expires_so_the_next_failure_escalates():
+    """Like a half-open circuit: the first failure after expiry takes the next rung."""
+    first = fail(rules.Stats(), "rate_limit")
+    after_expiry = fail(first.stats, "rate_limit", first.stats.cooldown_until + timedelta(seconds=1))
+    assert after_expiry.stats.error_count == 2
+    assert after_expiry.stats.cooldown_until - after_expiry.stats.last_failure_at == 5 * MIN
+
+
+def test_it_forgets_counts_after_a_day_without_failure():
+    """Counts start afresh 24 h after the last failure."""
+    stats = rules.Stats(error_count=3, failure_counts={"rate_limit": 3}, last_failure_at=NOW - timedelta(hours=24))
+    effect = fail(stats, "rate_limit")
+    assert effect.stats.error_count == 1
+    assert effect.stats.cooldown_until == NOW + MIN
+
+
+def test_it_clears_counts_and_windows_on_success():
+    """A success forgets every failure."""
+    stats = fail(rules.Stats(), "billing").stats
+    cleared = rules.success_stats(stats)
+    assert (cleared.error_count, cleared.failure_counts, cleared.cooldown_until, cleared.disabled_until) == (
+        0, {}, None, None)
+
