@@ -51,13 +51,18 @@ def get_provider(raw, field="provider"):
 
 
 def get_profile(raw, field="profile", lock=False):
-    profile_id = resolve_profile_id(raw, field)
+    """A profile by id; an alias in the provider part is resolved only when the plain id is not found."""
+    provider_part, name = ids.split_profile_id(raw, field)
     queryset = AuthProfile.objects.select_related("provider")
     if lock:
         queryset = queryset.select_for_update(of=("self",))
-    profile = queryset.filter(pk=profile_id).first()
+    profile = queryset.filter(pk=f"{provider_part}:{name}").first()
     if profile is None:
-        raise NotFound(f"unknown profile {profile_id!r}", {field: ["unknown profile"]})
+        target = ProviderAlias.objects.filter(pk=provider_part).values_list("provider_id", flat=True).first()
+        if target:
+            profile = queryset.filter(pk=f"{target}:{name}").first()
+    if profile is None:
+        raise NotFound(f"unknown profile '{provider_part}:{name}'", {field: ["unknown profile"]})
     return profile
 
 
