@@ -1,0 +1,95 @@
+"""Gateways call in parallel: real threads against PostgreSQL, each with its own connection."""
+
+import json
+import threading
+from concurrent.futures import ThreadPoolExecutor
+
+import pytest
+from django.db import connection, connections
+from rest_framework.test import APIClient
+
+from console.models import ApiToken
+from profiles import services as profile_services
+from profiles.models import AuthProfile
+from sessions_app.models import Event, Lease, Session
+from tests.conftest import T0
+
+pytestmark = [pytest.mark.postgres, pytest.mark.django_db(transaction=True)]
+
+THREADS = 8
+
+
+@pytest.fixture
+def raw_token(db):
+    return ApiToken.issue("parallel-gateway", ["gateway", "admin"])[1]
+
+
+@pytest.fixture
+def profiles(db):
+    for name in ("default", "backup1", "backup2"):
+        profile_services.create_profile(f"anthropic:{name}", "api_key", f"sk-{name}-0123456789abcdef", T0, "test")
+
+
+def in_parallel(raw_token, path, bodies):
+    """POST each body from its own thread, all released at once; returns (status, json) per body."""
+    barrier = threading.Barrier(len(bodies))
+
+    def call(body):
+        client = APIClient()
+        client.credentials(HTTP_AUTHORIZATION=f"Bearer {raw_token}")
+        try:
+            barrier.wait(timeout=10)
+            response = client.post(path, body, format="json")
+            return response.status_code, response.json()
+        finally:
+            connections.close_all()
+
+    with ThreadPoolExecutor(max_workers=len(bodies)) as pool:
+        return list(pool.map(call, bodies))
+
+
+def test_it_creates_one_session_and_one_answer_for_concurrent_new_selects(profiles, raw_token, admin_api):
+    """Concurrent selects for one new key: one row, the same profile and session id for all."""
+    assert connection.vendor == "postgresql"
+    admin_api.patch("/api/providers/anthropic", {"strategy": "round_robin"}, format="json")
+    body = {"session_key": "agent:main:race", "provider": "anthropic"}
+    results = in_parallel(raw_token, "/api/select", [body] * THREADS)
+    assert {status for status, _ in results} == {200}
+    assert len({(answer["profile"], answer["session_id"]) for _, answer in results}) == 1
+    assert Session.objects.filter(session_key="agent:main:race").count() == 1
+
+
+def test_it_starts_one_cooldown_for_concurrent_failures_of_one_profile(profiles, raw_token):
+    """Concurrent rate limits on one profile: one cooldown_started, the count exactly one."""
+    body = {"profile": "anthropic:default", "outcome": "rate_limit"}
+    results = in_parallel(raw_token, "/api/report", [body] * THREADS)
+    assert {status for status, _ in results} == {200}
+    profile = AuthProfile.objects.get(pk="anthropic:default")
+    assert profile.error_count == 1
+    assert Event.objects.filter(kind="cooldown_started", profile_id="anthropic:default").count() == 1
+
+
+def test_it_counts_concurrent_failures_on_different_profiles_exactly(profiles, raw_token):
+    """No lost update: every profile hit at once gets its own single cooldown."""
+    bodies = [{"profile": f"anthropic:{name}", "outcome": "timeout"} for name in ("default", "backup1", "backup2")] * 3
+    results = in_parallel(raw_token, "/api/report", bodies)
+    assert {status for status, _ in results} == {200}
+    assert list(AuthProfile.objects.values_list("error_count", flat=True)) == [1, 1, 1]
+    assert Event.objects.filter(kind="cooldown_started").count() == 3
+
+
+def test_it_counts_one_report_for_concurrent_retries_of_one_lease(profiles, raw_token):
+    """Concurrent reports on one lease: only one counts, the others get its answer as duplicates."""
+    client = APIClient()
+    client.credentials(HTTP_AUTHORIZATION=f"Bearer {raw_token}")
+    lease = client.post("/api/select", {"session_key": "s", "provider": "anthropic"}, format="json").json()["lease_id"]
+    body = {"profile": "anthropic:default", "outcome": "billing", "session_key": "s", "lease_id": lease}
+    results = in_parallel(raw_token, "/api/report", [body] * THREADS)
+    assert {status for status, _ in results} == {200}
+    assert sorted(answer["duplicate"] for _, answer in results) == [False] + [True] * (THREADS - 1)
+    assert len({json.dumps({**answer, "duplicate": None}, sort_keys=True) for _, answer in results}) == 1
+    assert Lease.objects.count() == 1
+    profile = AuthProfile.objects.get(pk="anthropic:default")
+    assert profile.error_count == 1 and profile.failure_counts == {"billing": 1}
+    assert Event.objects.filter(kind="disabled").count() == 1
+    assert Event.objects.filter(kind="override_set", session_key="s").count() == 1
