@@ -1,0 +1,114 @@
+"""The project around the rules: migrations, commands, probes, schema, the error format."""
+
+import io
+
+import pytest
+from django.core.management import call_command
+from rest_framework.test import APIClient
+
+from console.models import ApiToken, hash_token
+from profiles.models import AuthProfile
+from sessions_app.models import Event, Session
+from tests.helpers import select
+
+KEY = "agent:main:telegram:dm:42"
+
+
+def test_it_has_migrations_for_every_model_change(db):
+    """Models and migrations agree."""
+    call_command("makemigrations", "--check", "--dry-run", stdout=io.StringIO())
+
+
+def test_it_prints_a_new_token_alone_on_the_last_line_and_stores_only_its_hash(db):
+    """create_api_token NAME --scope …: the token is usable and only its hash is kept."""
+    out = io.StringIO()
+    call_command("create_api_token", "edge-1", "--scope", "gateway", "--scope", "credentials", stdout=out)
+    raw = out.getvalue().strip().splitlines()[-1]
+    token = ApiToken.objects.get(name="edge-1")
+    assert token.token_hash == hash_token(raw) and raw not in str(token.__dict__)
+    assert token.scopes == ["credentials", "gateway"]
+    client = APIClient()
+    client.credentials(HTTP_AUTHORIZATION=f"Bearer {raw}")
+    assert client.get("/api/profiles").status_code == 200
+
+
+def demo_token():
+    out = io.StringIO()
+    call_command("load_demo", stdout=out)
+    return out.getvalue().strip().splitlines()[-1].removeprefix("Gateway token: ")
+
+
+def test_it_loads_demo_data_where_a_new_session_gets_the_default_key(db):
+    """The README's promise: after the demo's old failover, a new session answers anthropic:default."""
+    first = demo_token()
+    raw = demo_token()  # idempotent; each run prints a fresh token and retires the previous one
+    stranded = Session.objects.get(session_key=KEY)
+    assert (stranded.override_profile_id, stranded.override_source) == ("anthropic:backup1", "auto")
+    assert AuthProfile.objects.count() == 4
+    client = APIClient()
+    client.credentials(HTTP_AUTHORIZATION=f"Bearer {first}")
+    assert client.get("/api/profiles").status_code == 401
+    client.credentials(HTTP_AUTHORIZATION=f"Bearer {raw}")
+    assert select(client, session_key="agent:main:telegram:dm:7")["profile"] == "anthropic:default"
+    assert select(client, new_session=True)["profile"] == "anthropic:default"
+
+
+def test_it_answers_liveness_and_readiness(db, client):
+    """/healthz needs nothing; /readyz checks the database."""
+    assert client.get("/healthz").json() == {"status": "ok"}
+    assert client.get("/readyz").json()["database"] == "ok"
+
+
+def test_it_serves_openapi_and_its_docs(db, client):
+    """The schema names every endpoint of the contract; the docs page renders without a CDN."""
+    schema = client.get("/api/schema", HTTP_ACCEPT="application/json").json()
+    for path in ("/api/select", "/api/report", "/api/sessions/{session_key}/reset", "/api/sessions/reset",
+                 "/api/sessions/{session_key}/override", "/api/sessions/{session_key}",
+                 "/api/sessions/{session_key}/events", "/api/profiles", "/api/profiles/{profile_id}",
+                 "/api/profiles/{profile_id}/clear-cooldown", "/api/providers", "/api/providers/{provider_id}",
+                 "/api/events"):
+        assert path in schema["paths"], path
+    docs = client.get("/api/docs")
+    assert docs.status_code == 200 and b"cdn.jsdelivr" not in docs.content
+
+
+def post_raw(api, body, content_type="application/json"):
+    return api.post("/api/select", body, content_type=content_type)
+
+
+@pytest.mark.parametrize(
+    ("body", "content_type", "status", "code"),
+    [
+        ("{not json", "application/json", 400, "malformed"),
+        ('{"session_key": "k", "provider": "anthropic", "x": NaN}', "application/json", 400, "malformed"),
+        ("session_key=k&provider=anthropic", "application/x-www-form-urlencoded", 415, "unsupported_media_type"),
+        ('["a list"]', "application/json", 400, "invalid"),
+        ('{"session_key": "k", "provider": "anthropic", "extra": 1}', "application/json", 400, "invalid"),
+        ('{"session_key": 42, "provider": "anthropic"}', "application/json", 400, "invalid"),
+        ('{"session_key": "' + "k" * 256 + '", "provider": "anthropic"}', "application/json", 400, "invalid"),
+        ('{"session_key": "a/b", "provider": "anthropic"}', "application/json", 400, "invalid"),
+        ('{"session_key": "a\\u0000b", "provider": "anthropic"}', "application/json", 400, "invalid"),
+        ('{"session_key": "a b", "provider": "anthropic"}', "application/json", 400, "invalid"),
+        ('{"session_key": "k", "provider": "anthropic", "new_session": "yes"}', "application/json", 400, "invalid"),
+        ('{"session_key": "k", "provider": "Not A Slug!"}', "application/json", 400, "invalid"),
+        (b'{"session_key": "\xff\xfe", "provider": "anthropic"}', "application/json", 400, "malformed"),
+        ('{"session_key": "k", "provider": "anthropic", "pad": "' + "x" * 70000 + '"}', "application/json", 413,
+         "too_large"),
+    ],
+    ids=["syntax", "nan", "form", "not-object", "unknown-field", "number-key", "key-256", "slash", "nul", "space",
+         "string-bool", "bad-provider", "non-utf8", "too-large"],
+)
+def test_it_answers_bad_input_with_a_clear_error_and_changes_nothing(anthropic, api, body, content_type, status,
+                                                                     code):
+    """Every bad request is a 4xx with the documented body; no session, no event."""
+    before = Event.objects.count()
+    response = post_raw(api, body, content_type)
+    assert response.status_code == status, response.content
+    error = response.json()["error"]
+    assert error["code"] == code and error["message"]
+    assert not Session.objects.exists() and Event.objects.count() == before
+
+
+def test_it_accepts_a_255_character_session_key(anthropic, api, clock):
+    """The limit is inclusive."""
+    assert select(api, session_key="k" * 255)["session_key"] == "k" * 255
