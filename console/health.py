@@ -3,6 +3,8 @@
 from django.db import connection
 from django.http import JsonResponse
 
+from console.errors import error_response
+
 
 def healthz(request):
     """The process is up and answering."""
@@ -19,3 +21,8 @@ def readyz(request):
         connection.close_if_unusable_or_obsolete()
         return JsonResponse({"status": "unavailable", "database": "unreachable"}, status=503)
     return JsonResponse({"status": "ok", "database": "ok"})
+
+
+def api_not_found(request):
+    """Unknown API paths answer in the API's error format, not with an HTML page."""
+    return error_response(404, "not_found", f"no such endpoint: {request.path}")

@@ -1,5 +1,5 @@
 from django.contrib import admin
-from django.urls import include, path
+from django.urls import include, path, re_path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 
 from console import health
@@ -29,6 +29,7 @@ api = [
     path("schema", SpectacularAPIView.as_view(permission_classes=[], authentication_classes=[]), name="schema"),
     path("docs", SpectacularSwaggerView.as_view(url_name="api:schema", permission_classes=[], authentication_classes=[]),
          name="docs"),
+    re_path(r"^.*$", health.api_not_found),
 ]
 
 urlpatterns = [

@@ -112,3 +112,9 @@ def test_it_answers_bad_input_with_a_clear_error_and_changes_nothing(anthropic, 
 def test_it_accepts_a_255_character_session_key(anthropic, api, clock):
     """The limit is inclusive."""
     assert select(api, session_key="k" * 255)["session_key"] == "k" * 255
+
+
+def test_it_answers_unknown_api_paths_in_the_error_format(db, client):
+    """404 as JSON under /api/."""
+    response = client.get("/api/nothing/here")
+    assert response.status_code == 404 and response.json()["error"]["code"] == "not_found"
