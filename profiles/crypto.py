@@ -15,6 +15,34 @@ from django.conf import settings
 from django.core.exceptions import ImproperlyConfigured
 
 
+class Secret(str):
+    """A credential in memory: the value itself for encryption, only its mask for `repr()` and `str()`.
+
+    Tracebacks, exception reports, log lines and f-strings that touch a secret
+    (a view's validated data, a service's arguments) show `sk-a…f9c2`, never the key.
+    """
+
+    __slots__ = ()
+
+    def __new__(cls, value=""):
+        if isinstance(value, Secret):
+            return value  # str(value) would be the mask
+        return super().__new__(cls, value)
+
+    def reveal(self):
+        """The value as a plain `str` (for the one answer that hands credentials out)."""
+        return str.__str__(self)
+
+    def __repr__(self):
+        return f"<Secret {mask(self)}>"
+
+    def __str__(self):
+        return mask(self)
+
+    def __format__(self, spec):
+        return mask(self)
+
+
 class SecretUnreadable(Exception):
     """No configured key can decrypt a stored secret."""
 
@@ -67,7 +95,7 @@ def mask(secret):
     if not secret:
         return ""
     if len(secret) >= 16:
-        return f"{secret[:4]}…{secret[-4:]}"
+        return f"{secret[:4]}…{secret[-4:]}"  # slices of a Secret are plain str
     if len(secret) >= 8:
         return f"…{secret[-2:]}"
     return "…"

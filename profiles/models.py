@@ -98,6 +98,7 @@ class AuthProfile(models.Model):
 
     # Secrets are write-only: set through here, read only by code that must hand them out.
     def set_secret(self, secret, refresh=""):
+        secret, refresh = crypto.Secret(secret or ""), crypto.Secret(refresh or "")
         self.secret_encrypted = crypto.encrypt(secret) if secret else ""
         self.refresh_encrypted = crypto.encrypt(refresh) if refresh else ""
         self.secret_mask = crypto.mask(secret)

@@ -3,6 +3,7 @@
 from rest_framework import serializers
 
 from console.fields import StrictBooleanField, StrictCharField, StrictIntegerField, StrictSerializer
+from profiles.crypto import Secret
 from profiles.models import Kind, Strategy
 
 # ---------------------------------------------------------------- responses
@@ -41,10 +42,20 @@ class ProviderStateSerializer(serializers.Serializer):
 # ---------------------------------------------------------------- requests
 
 
+class SecretField(StrictCharField):
+    """A write-only credential; validated data holds a `Secret`, whose repr is only its mask."""
+
+    def __init__(self, **kwargs):
+        super().__init__(max_length=8192, write_only=True, trim_whitespace=False, **kwargs)
+
+    def to_internal_value(self, data):
+        return Secret(super().to_internal_value(data))
+
+
 class ProfileCreateRequest(StrictSerializer):
     id = StrictCharField(max_length=255)
     kind = serializers.ChoiceField(choices=Kind.values)
-    secret = StrictCharField(max_length=8192, write_only=True, trim_whitespace=False)
+    secret = SecretField()
     position = StrictIntegerField(required=False, min_value=0, max_value=1_000_000)
     enabled = StrictBooleanField(required=False, default=True)
     reason = StrictCharField(max_length=500, required=False, allow_blank=True)
@@ -52,7 +63,7 @@ class ProfileCreateRequest(StrictSerializer):
 
 class ProfilePatchRequest(StrictSerializer):
     kind = serializers.ChoiceField(choices=Kind.values, required=False)
-    secret = StrictCharField(max_length=8192, required=False, write_only=True, trim_whitespace=False)
+    secret = SecretField(required=False)
     position = StrictIntegerField(required=False, min_value=0, max_value=1_000_000)
     enabled = StrictBooleanField(required=False)
     reason = StrictCharField(max_length=500, required=False, allow_blank=True)

@@ -7,7 +7,7 @@ these; none of them writes usage stats by itself.
 from django.db import transaction
 from django.db.models import OuterRef, Subquery
 
-from profiles import ids, rules
+from profiles import crypto, ids, rules
 from profiles.errors import Conflict, Invalid, NotFound
 from profiles.models import AuthProfile, Kind, ModelCooldown, Provider, ProviderAlias, Strategy
 from sessions_app.models import Event, EventKind, Session
@@ -238,6 +238,7 @@ def _validate_position(position):
 def create_profile(raw_id, kind, secret, now, actor, *, position=None, enabled=True, refresh="", metadata=None,
                    reason=""):
     """Create a profile; its provider is created with defaults when new."""
+    secret = crypto.Secret(secret) if isinstance(secret, str) else secret
     provider_part, name = ids.split_profile_id(raw_id, "id")
     provider_id = resolve_provider_id(provider_part, "id")
     profile_id = f"{provider_id}:{name}"
@@ -276,6 +277,7 @@ def update_profile(profile_id, now, actor, *, kind=None, secret=None, position=N
         before["position"], after["position"] = profile.position, position
         profile.position = position
     if secret is not None:
+        secret = crypto.Secret(secret) if isinstance(secret, str) else secret
         if not isinstance(secret, str) or not secret:
             raise Invalid("secret must be a non-empty string", {"secret": ["must be a non-empty string"]})
         before["secret_mask"] = profile.secret_mask

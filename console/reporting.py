@@ -1,0 +1,27 @@
+"""Exception reports (the DEBUG page, error e-mails) that never show a credential or a bearer token."""
+
+import re
+
+from django.views.debug import SafeExceptionReporterFilter
+
+
+class SecretSafeExceptionReporterFilter(SafeExceptionReporterFilter):
+    """Django's filter, made stricter.
+
+    - `Authorization` headers are hidden like cookies (Django's list misses them);
+    - local variables are filtered in every frame, even with DEBUG on, by name and
+      inside dicts and lists (`data["secret"]` in a view frame), not only where a
+      function remembered `@sensitive_variables`.
+    """
+
+    hidden_settings = re.compile(
+        r"API|TOKEN|KEY|SECRET|PASS|SIGNATURE|HTTP_COOKIE|AUTHORIZATION|CREDENTIAL|PLAINTEXT|REFRESH|^RAW$|^HEADER$",
+        flags=re.IGNORECASE,
+    )
+
+    def is_active(self, request):
+        return True
+
+    def get_traceback_frame_variables(self, request, tb_frame):
+        return [(name, self.cleanse_setting(name, value))
+                for name, value in super().get_traceback_frame_variables(request, tb_frame)]
