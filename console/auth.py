@@ -1,7 +1,8 @@
 """Bearer-token authentication and scope permissions for the gateway API."""
 
+from django.conf import settings
 from drf_spectacular.extensions import OpenApiAuthenticationExtension
-from rest_framework import authentication, exceptions, permissions
+from rest_framework import authentication, exceptions, permissions, throttling
 
 from console.models import ApiToken, hash_token
 
@@ -33,8 +34,10 @@ class BearerTokenAuthentication(authentication.BaseAuthentication):
             raw = header[1].decode("ascii")
         except UnicodeDecodeError:
             raise exceptions.AuthenticationFailed("invalid token") from None
-        # Only hashes are stored; the lookup is by an unguessable 256-bit hash, so an
-        # equality match in the index leaks nothing useful about other tokens.
+        # Only SHA-256 hashes are stored, and the token is found by its hash. That is the
+        # constant-time comparison: a timing difference in the index lookup can only reveal
+        # how much of a *hash* matched, and hashes of guesses say nothing about a real token
+        # (256 random bits), so no byte-by-byte comparison of the secret ever happens.
         token = ApiToken.objects.filter(token_hash=hash_token(raw), revoked_at__isnull=True).first()
         if token is None:
             raise exceptions.AuthenticationFailed("invalid or revoked token")
@@ -42,6 +45,25 @@ class BearerTokenAuthentication(authentication.BaseAuthentication):
 
     def authenticate_header(self, request):
         return self.keyword
+
+
+class TokenRateThrottle(throttling.SimpleRateThrottle):
+    """Per-token request rate (`AUTHBROKER_THROTTLE_RATE`): 429 with `Retry-After` when over it.
+
+    Counted in the process's cache (local memory unless CACHES says otherwise), so
+    with N processes a token may make up to N times the rate; see docs/operations.md.
+    """
+
+    scope = "token"
+
+    def get_rate(self):
+        return settings.AUTHBROKER_THROTTLE_RATE
+
+    def get_cache_key(self, request, view):
+        token = request.auth
+        if not isinstance(token, ApiToken):
+            return None  # unauthenticated requests are refused before they cost anything
+        return self.cache_format % {"scope": self.scope, "ident": token.pk}
 
 
 class _Scope(permissions.BasePermission):

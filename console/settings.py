@@ -50,6 +50,17 @@ def env_list(name, default=""):
     return [item.strip() for item in env_str(name, default).split(",") if item.strip()]
 
 
+def env_rate(name, default):
+    """A DRF throttle rate such as `600/min`, or None for `off`."""
+    value = env_str(name, default).strip().lower()
+    if value in ("off", "none", "0"):
+        return None
+    number, _, period = value.partition("/")
+    if not number.isdigit() or int(number) < 1 or period[:1] not in ("s", "m", "h", "d"):
+        raise ImproperlyConfigured(f"{name} must look like 600/min (or off), got {value!r}")
+    return value
+
+
 def database_from_url(url):
     """Translate DATABASE_URL (postgres:// or sqlite:///) into a DATABASES entry."""
     parsed = urlparse(url)
@@ -92,6 +103,7 @@ INSTALLED_APPS = [
     "django_filters",
     "drf_spectacular",
     "drf_spectacular_sidecar",
+    "axes",
     "django_celery_beat",
     "console",
     "profiles",
@@ -107,7 +119,23 @@ MIDDLEWARE = [
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    # Last, as django-axes asks: refuses logins from a locked-out user or address.
+    "axes.middleware.AxesMiddleware",
 ]
+
+# Console and admin logins: django-axes locks out after repeated failures (by username and address).
+AUTHENTICATION_BACKENDS = [
+    "axes.backends.AxesStandaloneBackend",
+    "django.contrib.auth.backends.ModelBackend",
+]
+AXES_FAILURE_LIMIT = env_int("AXES_FAILURE_LIMIT", 5, minimum=1)
+AXES_COOLOFF_TIME = env_int("AXES_COOLOFF_MINUTES", 15, minimum=1) / 60  # hours
+AXES_LOCKOUT_PARAMETERS = [["username", "ip_address"]]
+AXES_RESET_ON_SUCCESS = True
+AXES_SENSITIVE_PARAMETERS = ["password"]
+
+# Exception reports (DEBUG pages, admin e-mails) never show credentials or bearer tokens.
+DEFAULT_EXCEPTION_REPORTER_FILTER = "console.reporting.SecretSafeExceptionReporterFilter"
 
 ROOT_URLCONF = "console.urls"
 WSGI_APPLICATION = "console.wsgi.application"
@@ -158,6 +186,11 @@ if not DEBUG and env_bool("AUTHBROKER_HTTPS", False):
     SESSION_COOKIE_SECURE = True
     CSRF_COOKIE_SECURE = True
     SECURE_HSTS_SECONDS = env_int("SECURE_HSTS_SECONDS", 3600)
+    SECURE_HSTS_INCLUDE_SUBDOMAINS = env_bool("SECURE_HSTS_INCLUDE_SUBDOMAINS", True)
+    SECURE_HSTS_PRELOAD = env_bool("SECURE_HSTS_PRELOAD", False)
+    if not SECURE_HSTS_PRELOAD:
+        # Preloading is an irreversible decision about a whole domain, not this service's to make.
+        SILENCED_SYSTEM_CHECKS = ["security.W021"]
     SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
 
 REST_FRAMEWORK = {
@@ -167,6 +200,7 @@ REST_FRAMEWORK = {
     "DEFAULT_PARSER_CLASSES": ["rest_framework.parsers.JSONParser"],
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
     "EXCEPTION_HANDLER": "console.errors.api_exception_handler",
+    "DEFAULT_THROTTLE_CLASSES": ["console.auth.TokenRateThrottle"],
     "UNAUTHENTICATED_USER": None,
     "STRICT_JSON": True,
     "COERCE_DECIMAL_TO_STRING": False,
@@ -181,8 +215,9 @@ SPECTACULAR_SETTINGS = {
     "SWAGGER_UI_DIST": "SIDECAR",
     "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
     "ENUM_NAME_OVERRIDES": {
-        "ProfileKindEnum": "profiles.models.Kind",
+        "ProfileKindEnum": "profiles.models.Kind.values",
         "StrategyEnum": "profiles.models.Strategy",
+        "EventKindEnum": "sessions_app.models.EventKind",
     },
 }
 
@@ -191,6 +226,8 @@ AUTHBROKER_ENCRYPTION_KEYS = env_list("AUTHBROKER_ENCRYPTION_KEYS")
 AUTHBROKER_CACHE_IDLE_SECONDS = env_int("AUTHBROKER_CACHE_IDLE_SECONDS", 300)
 AUTHBROKER_LEASE_TTL_SECONDS = env_int("AUTHBROKER_LEASE_TTL_SECONDS", 600, minimum=1)
 AUTHBROKER_LEASE_RETENTION_SECONDS = env_int("AUTHBROKER_LEASE_RETENTION_SECONDS", 86400, minimum=1)
+# Per-token request rate ("N/s", "N/min", "N/hour", "N/day", or "off"); per process, see docs/operations.md.
+AUTHBROKER_THROTTLE_RATE = env_rate("AUTHBROKER_THROTTLE_RATE", "6000/min")
 AUTHBROKER_EVENT_RETENTION_DAYS = env_int("AUTHBROKER_EVENT_RETENTION_DAYS", 90, minimum=1)
 
 CELERY_BROKER_URL = env_str("CELERY_BROKER_URL", "filesystem://")

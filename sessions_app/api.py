@@ -70,7 +70,8 @@ class SessionResetView(APIView):
 
 
 class BulkResetView(APIView):
-    @extend_schema(request=BulkResetRequest, responses=BulkResetAnswerSerializer, summary="Boundary for many")
+    @extend_schema(request=BulkResetRequest, responses=BulkResetAnswerSerializer, summary="Boundary for many",
+                   operation_id="sessions_bulk_reset")
     def post(self, request):
         data = validated(BulkResetRequest, request)
         return Response(services.bulk_reset(now=timezone.now(), actor=actor(request), **data))

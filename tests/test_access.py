@@ -1,0 +1,115 @@
+"""Access: token throttling, revocation, login brute force, and production settings."""
+
+import io
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from axes.models import AccessAttempt
+from cryptography.fernet import Fernet
+from django.contrib.auth.models import User
+from django.core.cache import cache
+from django.core.management import call_command
+from django.test import override_settings
+from rest_framework.test import APIClient
+
+from console import checks
+from console.models import ApiToken
+from tests.conftest import make_client
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+@pytest.fixture
+def fresh_cache():
+    cache.clear()
+    yield
+    cache.clear()
+
+
+@override_settings(AUTHBROKER_THROTTLE_RATE="3/min")
+def test_it_throttles_each_token_with_retry_after(db, fresh_cache):
+    """Over its rate a token gets 429 in the error format with Retry-After; another token is unaffected."""
+    noisy, calm = make_client(["gateway"]), make_client(["gateway"])
+    assert [noisy.get("/api/profiles").status_code for _ in range(3)] == [200, 200, 200]
+    response = noisy.get("/api/profiles")
+    assert response.status_code == 429
+    assert response.json()["error"]["code"] == "throttled"
+    assert 1 <= int(response["Retry-After"]) <= 60
+    assert calm.get("/api/profiles").status_code == 200
+
+
+@override_settings(AUTHBROKER_THROTTLE_RATE=None)
+def test_it_can_switch_throttling_off(db, fresh_cache):
+    """AUTHBROKER_THROTTLE_RATE=off: no limit."""
+    client = make_client(["gateway"])
+    assert {client.get("/api/profiles").status_code for _ in range(5)} == {200}
+
+
+def test_it_refuses_a_revoked_token(db):
+    """revoke_api_token NAME: the next request with it is 401."""
+    client = make_client(["gateway"])
+    assert client.get("/api/profiles").status_code == 200
+    call_command("revoke_api_token", client.token.name, stdout=io.StringIO())
+    assert client.get("/api/profiles").status_code == 401
+    assert ApiToken.objects.get(pk=client.token.pk).revoked_at is not None
+
+
+@pytest.fixture
+def operator(db):
+    return User.objects.create_superuser("operator", "op@example.com", "correct horse battery staple")
+
+
+def admin_login(client, password):
+    return client.post("/admin/login/?next=/admin/", {"username": "operator", "password": password})
+
+
+def test_it_lets_an_operator_log_in_to_the_admin(operator, client):
+    """django-axes in front of the admin login: the right password still works."""
+    response = admin_login(client, "correct horse battery staple")
+    assert response.status_code == 302 and response["Location"] == "/admin/"
+    assert client.get("/admin/").status_code == 200
+
+
+@override_settings(AXES_FAILURE_LIMIT=3)
+def test_it_locks_out_a_login_after_repeated_failures(operator, client):
+    """Three wrong passwords, then even the right one is refused (429) and the attempt is recorded."""
+    for _ in range(2):
+        assert admin_login(client, "wrong").status_code == 200  # the form again, with an error
+    assert admin_login(client, "wrong").status_code == 429
+    locked = admin_login(client, "correct horse battery staple")
+    assert locked.status_code == 429
+    assert client.get("/admin/").status_code == 302  # not logged in
+    assert AccessAttempt.objects.get(username="operator").failures_since_start >= 3
+    other = APIClient()
+    other.credentials(HTTP_AUTHORIZATION=f"Bearer {ApiToken.issue('gw', ['gateway'])[1]}")
+    assert other.get("/api/profiles").status_code == 200  # API tokens are not touched by the lockout
+
+
+def test_it_warns_about_missing_encryption_keys_in_production(settings):
+    """check --deploy: authbroker.W001 without AUTHBROKER_ENCRYPTION_KEYS, W002 without DJANGO_SECRET_KEY."""
+    settings.AUTHBROKER_ENCRYPTION_KEYS = []
+    settings.SECRET_KEY = checks.DEV_SECRET_KEY_PREFIX + "-x"
+    ids = {w.id for w in checks.check_production_secrets(None)}
+    assert {"authbroker.W001", "authbroker.W002"} <= ids
+    assert all(w.hint for w in checks.check_production_secrets(None))
+    settings.AUTHBROKER_ENCRYPTION_KEYS = ["not-a-key"]
+    assert [e.id for e in checks.check_encryption_keys(None)] == ["authbroker.E001"]
+
+
+def test_it_passes_check_deploy_under_production_settings(tmp_path):
+    """`manage.py check --deploy --fail-level WARNING` is clean with production environment variables."""
+    env = {
+        **os.environ,
+        "DEBUG": "false",
+        "DJANGO_SECRET_KEY": "k" + Fernet.generate_key().decode() + Fernet.generate_key().decode(),
+        "AUTHBROKER_HTTPS": "true",
+        "AUTHBROKER_ENCRYPTION_KEYS": f"{Fernet.generate_key().decode()},{Fernet.generate_key().decode()}",
+        "ALLOWED_HOSTS": "authbroker.example.com",
+    }
+    result = subprocess.run([sys.executable, "manage.py", "check", "--deploy", "--fail-level", "WARNING"],
+                            cwd=ROOT, env=env, capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "no issues" in result.stdout
