@@ -33,6 +33,8 @@ lint: install
 
 serve: migrate
 	$(PY) manage.py collectstatic --noinput --verbosity 0
+	rm -rf var/prometheus && mkdir -p var/prometheus  # metrics summed over workers (docs/operations.md)
+	PROMETHEUS_MULTIPROC_DIR=$(CURDIR)/var/prometheus \
 	$(VENV)/bin/gunicorn console.wsgi:application --bind 127.0.0.1:$(PORT) --workers $(WEB_CONCURRENCY) \
 		--access-logfile - --timeout 30
 

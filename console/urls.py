@@ -2,7 +2,7 @@ from django.contrib import admin
 from django.urls import include, path, re_path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 
-from console import health
+from console import health, observability
 from profiles import api as profiles_api
 from profiles import services as profile_services
 from sessions_app import api as sessions_api
@@ -36,5 +36,6 @@ urlpatterns = [
     path("api/", include((api, "api"))),
     path("healthz", health.healthz, name="healthz"),
     path("readyz", health.readyz, name="readyz"),
+    path("metrics", observability.metrics, name="metrics"),
     path("admin/", admin.site.urls),
 ]

@@ -7,6 +7,7 @@ these; none of them writes usage stats by itself.
 from django.db import transaction
 from django.db.models import OuterRef, Subquery
 
+from console import observability
 from profiles import crypto, ids, rules
 from profiles.errors import Conflict, Invalid, NotFound
 from profiles.models import AuthProfile, Kind, ModelCooldown, Provider, ProviderAlias, Strategy
@@ -20,8 +21,10 @@ def new_event(kind, now, actor, before=None, after=None, **fields):
 
 
 def write_events(events):
+    """Write the audit rows of one state change (in its transaction); logged and counted once it commits."""
     if events:
         Event.objects.bulk_create(events)
+        observability.events_written(events)
 
 
 # ---------------------------------------------------------------- lookups

@@ -14,6 +14,7 @@ from django.conf import settings
 from django.db import connection, transaction
 from django.db.models import Func, OuterRef, Subquery
 
+from console import observability
 from profiles import ids, rules
 from profiles import services as profile_services
 from profiles.errors import Conflict, Invalid, NotFound
@@ -125,6 +126,7 @@ def select_profile(*, session_key, provider, now, actor, new_session=False, mode
                                    known_missing)
     if with_lease:
         selection.lease_id = leases.issue(selection.profile.id, key, now)
+    observability.SELECTIONS.labels(selection.source, str(selection.all_unavailable).lower()).inc()
     return selection
 
 
@@ -515,7 +517,9 @@ def report_outcome(*, profile, outcome, now, actor, session_key=None, lease_id=N
             write_events(events)
     except _DuplicateLease:
         stored = Lease.objects.get(pk=lease_id)
+        observability.REPORTS.labels(outcome, "true").inc()
         return {**stored.answer, "duplicate": True}
+    observability.REPORTS.labels(outcome, "false").inc()
     return answer
 
 
