@@ -42,6 +42,11 @@ class StrictIntegerField(serializers.IntegerField):
 
 class NonNegativeNumberField(serializers.FloatField):
     def to_internal_value(self, data):
-        if isinstance(data, bool) or not isinstance(data, int | float) or not math.isfinite(data) or data < 0:
+        if (
+            isinstance(data, bool)
+            or not isinstance(data, int | float)
+            or (isinstance(data, float) and not math.isfinite(data))  # isfinite(10**400) overflows
+            or data < 0
+        ):
             raise serializers.ValidationError("must be a number ≥ 0")
         return float(min(data, 10**9))

@@ -198,7 +198,7 @@ REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": ["console.auth.BearerTokenAuthentication"],
     "DEFAULT_PERMISSION_CLASSES": ["console.auth.GatewayScope"],
     "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
-    "DEFAULT_PARSER_CLASSES": ["rest_framework.parsers.JSONParser"],
+    "DEFAULT_PARSER_CLASSES": ["console.parsers.SafeJSONParser"],
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
     "EXCEPTION_HANDLER": "console.errors.api_exception_handler",
     "DEFAULT_THROTTLE_CLASSES": ["console.auth.TokenRateThrottle"],
@@ -215,6 +215,7 @@ SPECTACULAR_SETTINGS = {
     "COMPONENT_SPLIT_REQUEST": True,
     "SWAGGER_UI_DIST": "SIDECAR",
     "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
+    "POSTPROCESSING_HOOKS": ["drf_spectacular.hooks.postprocess_schema_enums", "console.schema.add_error_responses"],
     "ENUM_NAME_OVERRIDES": {
         "ProfileKindEnum": "profiles.models.Kind.values",
         "StrategyEnum": "profiles.models.Strategy",

@@ -91,7 +91,7 @@ class SessionOverrideView(APIView):
                                              **data)
         return Response(session_state(session))
 
-    @extend_schema(request=ClearOverrideRequest, responses=SessionStateSerializer, summary="Clear the override")
+    @extend_schema(request=ClearOverrideRequest, responses={200: SessionStateSerializer}, summary="Clear the override")
     def delete(self, request, session_key):
         data = validated(ClearOverrideRequest, request) if request.data else {}
         session = services.clear_override(session_key=session_key, now=timezone.now(), actor=actor(request), **data)

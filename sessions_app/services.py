@@ -480,9 +480,15 @@ class _DuplicateLease(Exception):
 def _validate_retry_after(value):
     if value is None:
         return None
-    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value) or value < 0:
+    if (
+        isinstance(value, bool)
+        or not isinstance(value, int | float)
+        or (isinstance(value, float) and not math.isfinite(value))
+        or value < 0
+    ):
         raise Invalid("retry_after_seconds must be a number ≥ 0", {"retry_after_seconds": ["must be a number ≥ 0"]})
-    return min(float(value), rules.MAX_RETRY_HINT.total_seconds())
+    cap = rules.MAX_RETRY_HINT.total_seconds()
+    return cap if value >= cap else float(value)  # compare first: a 400-digit integer has no float
 
 
 def report_outcome(*, profile, outcome, now, actor, session_key=None, lease_id=None, model=None,

@@ -8,7 +8,7 @@ from rest_framework.test import APIClient
 
 from console.models import ApiToken, hash_token
 from profiles.models import AuthProfile
-from sessions_app.models import Event, Session
+from sessions_app.models import Event, Lease, Session
 from tests.helpers import select
 
 KEY = "agent:main:telegram:dm:42"
@@ -94,19 +94,84 @@ def post_raw(api, body, content_type="application/json"):
         (b'{"session_key": "\xff\xfe", "provider": "anthropic"}', "application/json", 400, "malformed"),
         ('{"session_key": "k", "provider": "anthropic", "pad": "' + "x" * 70000 + '"}', "application/json", 413,
          "too_large"),
+        ('{"session_key": "k", "provider": "anthropic", "x": ' + "[" * 5000 + "]" * 5000 + "}", "application/json",
+         400, "malformed"),
+        ('{"session_key": "k", "provider": "anthropic", "x": Infinity}', "application/json", 400, "malformed"),
+        ('{"session_key": "k", "provider": "anthropic", "new_session": -Infinity}', "application/json", 400,
+         "malformed"),
+        ('{"session_key": "k", "provider": "anthropic", "x": ' + "9" * 5000 + "}", "application/json", 400,
+         "malformed"),
+        ('{"session_key": "k", "provider": "anthropic", "new_session": 1e999}', "application/json", 400, "invalid"),
+        ('{"session_key": "k", "provider": "anthropic", "a\\u0001b": 1}', "application/json", 400, "invalid"),
+        ('{"session_key": "k", "provider": "anthropic", "\\u0000": 1}', "application/json", 400, "invalid"),
+        ('{"session_key": "k\\u001b[2J", "provider": "anthropic"}', "application/json", 400, "invalid"),
+        ('{"session_key": "k\\ud800", "provider": "anthropic"}', "application/json", 400, "invalid"),
+        ('{"session_key": "k", "provider": "anthropic"}', "text/plain", 415, "unsupported_media_type"),
+        ("", "application/json", 400, "invalid"),
     ],
     ids=["syntax", "nan", "form", "not-object", "unknown-field", "number-key", "key-256", "slash", "nul", "space",
-         "string-bool", "bad-provider", "non-utf8", "too-large"],
+         "string-bool", "bad-provider", "non-utf8", "too-large", "deeply-nested", "infinity", "minus-infinity",
+         "5000-digit-number", "float-overflow", "control-char-in-key", "nul-key", "escape-in-value",
+         "lone-surrogate", "text-plain", "empty-body"],
 )
 def test_it_answers_bad_input_with_a_clear_error_and_changes_nothing(anthropic, api, body, content_type, status,
                                                                      code):
-    """Every bad request is a 4xx with the documented body; no session, no event."""
-    before = Event.objects.count()
+    """Every bad request is a 4xx with the documented body; no session, no event, no profile changed."""
+    before = state()
     response = post_raw(api, body, content_type)
     assert response.status_code == status, response.content
     error = response.json()["error"]
     assert error["code"] == code and error["message"]
-    assert not Session.objects.exists() and Event.objects.count() == before
+    assert state() == before and not Session.objects.exists()
+
+
+def state():
+    """Everything a request could change, for before/after comparisons."""
+    return {
+        "profiles": list(AuthProfile.objects.order_by("pk").values()),
+        "sessions": list(Session.objects.order_by("pk").values()),
+        "events": Event.objects.count(),
+        "leases": Lease.objects.count(),
+    }
+
+
+REPORT = '{"profile": "anthropic:default", "outcome": "rate_limit", '
+
+
+@pytest.mark.parametrize(
+    ("body", "code"),
+    [
+        (REPORT + '"retry_after_seconds": 1e999}', "invalid"),
+        (REPORT + '"retry_after_seconds": NaN}', "malformed"),
+        (REPORT + '"retry_after_seconds": -1}', "invalid"),
+        (REPORT + '"retry_after_seconds": "60"}', "invalid"),
+        (REPORT + '"retry_after_seconds": ' + "9" * 5000 + "}", "malformed"),
+        (REPORT + '"detail": ' + "{\"a\": " * 3000 + "1" + "}" * 3000 + "}", "malformed"),
+        (REPORT + '"detail": ["not", "a", "string"]}', "invalid"),
+        (REPORT + '"model": "gpt\\u0000"}', "invalid"),
+        (REPORT + '"out\\u0007come": "x"}', "invalid"),
+        (REPORT + '"session_key": "' + "k" * 256 + '"}', "invalid"),
+        (REPORT + '"lease_id": "forged.0123456789abcdef01234567", "session_key": "s"}', "invalid"),
+        ('{"profile": "anthropic:default", "outcome": "exploded"}', "invalid"),
+    ],
+    ids=["float-overflow", "nan", "negative", "string-number", "5000-digit-number", "deeply-nested-detail",
+         "list-detail", "nul-in-model", "control-char-in-key", "key-256", "forged-lease", "unknown-outcome"],
+)
+def test_it_refuses_bad_reports_and_changes_nothing(anthropic, api, clock, body, code):
+    """A bad report is a 400 with the documented body; no count, no cooldown, no event, no lease."""
+    before = state()
+    response = api.post("/api/report", body, content_type="application/json")
+    assert response.status_code == 400, response.content
+    assert response.json()["error"]["code"] == code
+    assert state() == before
+
+
+def test_it_caps_an_enormous_retry_hint_at_24_hours(anthropic, api, clock):
+    """A 400-digit retry_after_seconds is a valid number ≥ 0: clamped to 24 h, not a crash."""
+    response = api.post("/api/report", REPORT + '"retry_after_seconds": ' + "9" * 400 + "}",
+                        content_type="application/json")
+    assert response.status_code == 200, response.content
+    assert response.json()["profile"]["cooldown_until"] == "2026-04-08T12:00:00+00:00"
 
 
 def test_it_accepts_a_255_character_session_key(anthropic, api, clock):
