@@ -1,0 +1,95 @@
+"""Failing dependencies: PostgreSQL stopped under a running server, and no message broker at all.
+
+The test starts its own PostgreSQL cluster (initdb + pg_ctl under a temporary
+directory, on a free port) and a gunicorn server on it, then stops and restarts
+that cluster. The shared database server is never touched.
+"""
+
+import time
+
+import pytest
+
+from tests.servers import PrivateCluster, Server, manage, postgres_bin, request
+
+pytestmark = pytest.mark.skipif(postgres_bin() is None, reason="PostgreSQL server binaries (initdb, pg_ctl) not found")
+
+
+@pytest.fixture(scope="module")
+def cluster():
+    cluster = PrivateCluster().init()
+    try:
+        cluster.start()
+        yield cluster
+    finally:
+        cluster.destroy()
+
+
+@pytest.fixture(scope="module")
+def deployment(cluster):
+    """A migrated database with an admin token and two profiles, served by gunicorn with a dead broker."""
+    url = cluster.createdb("authbroker")
+    manage(url, "migrate", "--noinput")
+    token = manage(url, "create_api_token", "faults", "--scope", "gateway", "--scope", "admin").strip().splitlines()[-1]
+    # No broker listens on port 9: anything that needed Celery would fail loudly.
+    server = Server(url, workers=2, CELERY_BROKER_URL="redis://127.0.0.1:9/0").wait_ready()
+    try:
+        for name in ("default", "backup1"):
+            status, body, _ = request(server.url, "POST", "/api/profiles", {
+                "id": f"anthropic:{name}", "kind": "api_key", "secret": f"sk-faults-{name}-0123456789"}, token)
+            assert status == 201, body
+        yield server, token
+    finally:
+        server.stop()
+
+
+def select(server, token, key="agent:faults:1"):
+    return request(server.url, "POST", "/api/select", {"session_key": key, "provider": "anthropic"}, token, timeout=5)
+
+
+def test_it_serves_with_the_broker_down(deployment):
+    """CELERY_BROKER_URL points at nothing: select, report, reset and reads all answer normally."""
+    server, token = deployment
+    status, answer, _ = select(server, token)
+    assert status == 200 and answer["profile"] == "anthropic:default"
+    status, answer, _ = request(server.url, "POST", "/api/report", {
+        "profile": "anthropic:default", "outcome": "rate_limit", "session_key": "agent:faults:1",
+        "lease_id": answer["lease_id"]}, token)
+    assert status == 200 and answer["failover"]["profile"] == "anthropic:backup1"
+    assert request(server.url, "POST", "/api/sessions/agent:faults:1/reset", {"provider": "anthropic"}, token)[0] == 200
+    assert request(server.url, "GET", "/api/events", token=token)[0] == 200
+    assert request(server.url, "GET", "/readyz")[0] == 200
+
+
+def test_it_answers_503_while_the_database_is_down_and_recovers_by_itself(cluster, deployment):
+    """Cluster stopped: 503 with the error body within a second, /readyz 503, /healthz 200; back by itself."""
+    server, token = deployment
+    for _ in range(4):  # warm persistent connections in both workers
+        assert select(server, token)[0] == 200
+    cluster.stop()
+    try:
+        for _ in range(6):  # enough to meet both workers and their stale connections
+            started = time.monotonic()
+            status, body, headers = select(server, token)
+            elapsed = time.monotonic() - started
+            assert status == 503, body
+            assert body["error"]["code"] == "database_unavailable" and body["error"]["message"]
+            assert headers.get("Retry-After") == "1"
+            assert elapsed < 1.0, f"503 took {elapsed:.2f} s"
+            assert request(server.url, "GET", "/readyz", timeout=5)[0] == 503
+            assert request(server.url, "GET", "/healthz", timeout=5)[0] == 200
+            assert request(server.url, "GET", "/api/profiles", token=token, timeout=5)[0] == 503
+        status, text, _ = request(server.url, "GET", "/metrics", timeout=5)
+        assert status == 200 and "authbroker_database_up 0.0" in text
+    finally:
+        cluster.start()
+    deadline = time.monotonic() + 20
+    status = None
+    while time.monotonic() < deadline:
+        status = select(server, token)[0]
+        if status == 200:
+            break
+        time.sleep(0.2)
+    assert status == 200, "the server did not recover within 20 s of the database's return"
+    assert {select(server, token)[0] for _ in range(6)} == {200}
+    assert request(server.url, "GET", "/readyz")[0] == 200
+    assert "Traceback" not in server.output()
