@@ -58,7 +58,11 @@ def get_profile(raw, field="profile", lock=False):
     provider_part, name = ids.split_profile_id(raw, field)
     queryset = AuthProfile.objects.select_related("provider")
     if lock:
-        queryset = queryset.select_for_update(of=("self",))
+        # NO KEY UPDATE, not UPDATE: a plain FOR UPDATE also blocks the KEY SHARE lock that
+        # PostgreSQL's (deferred) foreign-key checks take on this row when another transaction
+        # commits a session pointing at it, and that transaction may hold the session row this
+        # one waits for: a deadlock. We never change a profile's key under this lock.
+        queryset = queryset.select_for_update(of=("self",), no_key=True)
     profile = queryset.filter(pk=f"{provider_part}:{name}").first()
     if profile is None:
         target = ProviderAlias.objects.filter(pk=provider_part).values_list("provider_id", flat=True).first()
@@ -324,7 +328,7 @@ def delete_profile(profile_id, now, actor, reason=""):
 def reorder_profiles(provider_id, ordered_ids, now, actor, reason=""):
     """Give a provider's profiles positions 0, 1, 2… in the order given."""
     provider = get_provider(provider_id)
-    profiles = {p.id: p for p in AuthProfile.objects.select_for_update().filter(provider=provider)}
+    profiles = {p.id: p for p in AuthProfile.objects.select_for_update(no_key=True).filter(provider=provider)}
     wanted = [resolve_profile_id(pid, "order") for pid in ordered_ids]
     if sorted(wanted) != sorted(profiles) or len(set(wanted)) != len(wanted):
         raise Invalid("order must list every profile of the provider exactly once", {"order": ["incomplete or repeated"]})
@@ -352,7 +356,7 @@ def _validate_ladder(ladder):
 @transaction.atomic
 def update_provider(provider_id, now, actor, *, strategy=None, cooldown_ladder_seconds=None, aliases=None,
                     track_failures=None, reason=""):
-    provider = Provider.objects.select_for_update().get(pk=get_provider(provider_id).pk)
+    provider = Provider.objects.select_for_update(no_key=True).get(pk=get_provider(provider_id).pk)
     before, after = {}, {}
     if strategy is not None and strategy != provider.strategy:
         if strategy not in Strategy.values:

@@ -17,7 +17,7 @@ from profiles.models import AuthProfile
 def reencrypt_profile(profile_id):
     """Re-encrypt one profile's secrets with the newest key; True when a stored value changed."""
     with transaction.atomic():
-        profile = (AuthProfile.objects.select_for_update()
+        profile = (AuthProfile.objects.select_for_update(no_key=True)
                    .only("id", "secret_encrypted", "refresh_encrypted").filter(pk=profile_id).first())
         if profile is None:
             return False
