@@ -2,7 +2,9 @@
 
 Schemathesis generates valid and invalid requests from the OpenAPI schema and
 checks that no answer is a 5xx and that every answer (errors included) matches
-the schema: status code, content type, headers and body.
+the schema: status code, content type, headers and body. The schema's identifier
+patterns and examples (console/schema.py) steer it to real profiles, providers
+and sessions, so successful answers (200, 201, 204) are checked too, not only errors.
 """
 
 import pytest
@@ -12,6 +14,7 @@ from schemathesis.specs.openapi import checks as openapi_checks
 
 from console.models import ApiToken
 from profiles import services as profile_services
+from sessions_app import services as session_services
 from tests.conftest import T0
 
 pytestmark = [pytest.mark.django_db(transaction=True)]
@@ -34,6 +37,8 @@ def api_schema(live_server, transactional_db):
 def admin_token(transactional_db):
     profile_services.create_profile("anthropic:default", "api_key", "sk-fuzz-default-0123456789", T0, "test")
     profile_services.create_profile("anthropic:backup1", "api_key", "sk-fuzz-backup1-0123456789", T0, "test")
+    session_services.set_user_override(session_key="agent:main:telegram:dm:42", profile="anthropic:backup1",
+                                       now=T0, actor="test")  # the schema's example session exists
     return ApiToken.issue("fuzzer", ["gateway", "admin"])[1]
 
 
