@@ -13,6 +13,9 @@ from profiles.errors import ServiceError
 
 logger = logging.getLogger("authbroker.api")
 
+# PostgreSQL's deadlock_detected and serialization_failure: transient, not an outage.
+TRANSIENT_SQLSTATES = {"40P01", "40001"}
+
 CODES = {
     exceptions.ParseError: "malformed",
     exceptions.AuthenticationFailed: "unauthenticated",
@@ -51,6 +54,12 @@ def api_exception_handler(exc, context):
         return Response(error_body(exc.code, exc.message, exc.fields), status=exc.status)
     if isinstance(exc, RequestDataTooBig):
         return Response(error_body("too_large", "request body is over 64 KiB"), status=413)
+    if isinstance(exc, OperationalError) and getattr(exc.__cause__, "sqlstate", None) in TRANSIENT_SQLSTATES:
+        # A deadlock or serialization failure: the transaction was rolled back whole; a retry is safe.
+        logger.warning("transaction rolled back by the database (%s)", exc.__cause__.sqlstate)
+        return Response(error_body("retry", "a concurrent change collided with this one; nothing was changed; "
+                                            "retry"),
+                        status=status.HTTP_503_SERVICE_UNAVAILABLE, headers={"Retry-After": "1"})
     if isinstance(exc, OperationalError | InterfaceError) or (
         isinstance(exc, DatabaseError) and "connection" in str(exc).lower()
     ):

@@ -93,3 +93,22 @@ def test_it_answers_503_while_the_database_is_down_and_recovers_by_itself(cluste
     assert {select(server, token)[0] for _ in range(6)} == {200}
     assert request(server.url, "GET", "/readyz")[0] == 200
     assert "Traceback" not in server.output()
+
+
+def test_it_tells_a_rolled_back_transaction_from_an_outage(anthropic, api, monkeypatch):
+    """A deadlock victim answers 503 `retry` (nothing changed, retry), not `database_unavailable`."""
+    import psycopg.errors
+    from django.db import OperationalError
+
+    from sessions_app import services
+
+    def deadlock(*args, **kwargs):
+        try:
+            raise psycopg.errors.DeadlockDetected("deadlock detected")
+        except psycopg.errors.DeadlockDetected as cause:
+            raise OperationalError("deadlock detected") from cause
+
+    monkeypatch.setattr(services, "select_profile", deadlock)
+    response = api.post("/api/select", {"session_key": "s", "provider": "anthropic"}, format="json")
+    assert response.status_code == 503 and response["Retry-After"] == "1"
+    assert response.json()["error"]["code"] == "retry"
