@@ -138,10 +138,8 @@ def _sticky(session, provider_id, now, model):
         selection = _user_selection(session, current, reason, until)
     elif reason is not None:
         return None  # its profile is out: fail over under a lock
-    elif source == OverrideSource.AUTO and rules.idle_long_enough(
-        session.last_activity_at, now, settings.AUTHBROKER_CACHE_IDLE_SECONDS
-    ):
-        return None  # idle long enough to go home if home is back
+    elif rules.idle_long_enough(session.last_activity_at, now, settings.AUTHBROKER_CACHE_IDLE_SECONDS):
+        return None  # idle long enough to go home if it is not there and home is back
     else:
         selection = Selection(current, source, session, "continuing session keeps its profile")
     changes = {"last_activity_at": now}
@@ -251,21 +249,23 @@ def _continuing_choice(session, provider, profiles, ranked, now, actor, events):
     candidate = by_id.get(current.id) if current is not None else None
     if candidate is None:
         return _default_choice(session, provider, ranked)
-    if source == OverrideSource.USER and candidate.reason != "operator_disabled":
-        return _user_selection(session, candidate.profile, None if candidate.available else candidate.reason,
-                               candidate.until)
+    if source == OverrideSource.USER:
+        if candidate.reason != "operator_disabled":
+            return _user_selection(session, candidate.profile, None if candidate.available else candidate.reason,
+                                   candidate.until)
+        return _default_choice(session, provider, ranked)  # the person's pin stays for when it is switched on
     if candidate.available:
         home = rules.home_profile(profiles)
         if (
-            source == OverrideSource.AUTO
-            and home is not None
+            home is not None
             and home.id != current.id
             and by_id[home.id].available
             and rules.idle_long_enough(session.last_activity_at, now, settings.AUTHBROKER_CACHE_IDLE_SECONDS)
         ):
             reason = f"{home.id} is available again and the session was idle over " \
                      f"{settings.AUTHBROKER_CACHE_IDLE_SECONDS} s"
-            _clear_override(session, now, profile_services.SYSTEM, reason, events)
+            if source == OverrideSource.AUTO:
+                _clear_override(session, now, profile_services.SYSTEM, reason, events)
             return Selection(home, "default", session, f"returned to {home.id}: {reason}")
         return Selection(candidate.profile, source, session, "continuing session keeps its profile")
     choice = rules.failover_choice(ranked, provider.last_good_id, current.id)
