@@ -393,3 +393,11 @@ def test_it_does_not_echo_a_secret_in_a_type_error(db, tmp_path):
         import_sample(auth, None)
     assert 'profiles["anthropic:default"].token must be a string, not a list' in str(caught.value)
     assert "sk-ant" not in str(caught.value)
+
+
+def test_it_skips_a_session_key_authbroker_cannot_hold(db, clock, tmp_path):
+    """A session key with a slash or a space is reported and skipped; the other sessions arrive."""
+    sessions = variant(tmp_path, SESSIONS, lambda d: d.update({"agent:main/odd key": d["cron:nightly-digest"]}))
+    output = import_sample(AUTH, sessions)
+    assert "note: session 'agent:main/odd key' skipped" in output
+    assert Session.objects.count() == 5
