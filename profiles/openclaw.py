@@ -103,6 +103,9 @@ class _Checker:
             self.fail(where, f"must be an object, not {_json_type(value)}")
         return value
 
+    def optional_obj(self, value, where):
+        return {} if value is None else self.obj(value, where)
+
     def string(self, value, where, *, optional=False, max_length=None):
         if value is None and optional:
             return None
@@ -240,7 +243,7 @@ def parse_auth_profiles(data, path):
         profiles.append(FileProfile(raw_id, provider, name, kind, secret, refresh, extras))
 
     order = {}
-    for provider_raw, entries in check.obj(data.get("order") or {}, '"order"').items():
+    for provider_raw, entries in check.optional_obj(data.get("order"), '"order"').items():
         where = f"order[{_label(provider_raw)}]"
         provider = check.provider_id(provider_raw, where)
         if not isinstance(entries, list):
@@ -252,12 +255,12 @@ def parse_auth_profiles(data, path):
         order[provider] = entries
 
     last_good = {}
-    for provider_raw, profile_raw in check.obj(data.get("lastGood") or {}, '"lastGood"').items():
+    for provider_raw, profile_raw in check.optional_obj(data.get("lastGood"), '"lastGood"').items():
         where = f"lastGood[{_label(provider_raw)}]"
         last_good[check.provider_id(provider_raw, where)] = check.string(profile_raw, where)
 
     usage = {}
-    for raw_id, entry in check.obj(data.get("usageStats") or {}, '"usageStats"').items():
+    for raw_id, entry in check.optional_obj(data.get("usageStats"), '"usageStats"').items():
         usage[raw_id] = _parse_stats(check, entry, f"usageStats[{_label(raw_id)}]")
     return AuthFile(profiles, order, last_good, usage)
 
@@ -265,7 +268,7 @@ def parse_auth_profiles(data, path):
 def _parse_stats(check, entry, where):
     check.obj(entry, where)
     counts = {}
-    for reason, n in check.obj(entry.get("failureCounts") or {}, f"{where}.failureCounts").items():
+    for reason, n in check.optional_obj(entry.get("failureCounts"), f"{where}.failureCounts").items():
         counts[reason] = check.count(n, f"{where}.failureCounts[{_label(reason)}]")
     model = check.string(entry.get("cooldownModel"), f"{where}.cooldownModel", optional=True, max_length=MODEL_MAX)
     return FileStats(

@@ -293,14 +293,18 @@ def _timestamp_a_string(tmp_path):
                         "(a number), not a string")
 
 
+def _order_not_an_object(tmp_path):
+    return variant(tmp_path, AUTH, lambda d: d.update(order=[])), None, '"order" must be an object, not a list'
+
+
 def _session_timestamp_a_string(tmp_path):
     sessions = variant(tmp_path, SESSIONS, lambda d: d[STRANDED].update(updatedAt="yesterday"))
     return AUTH, sessions, f'["{STRANDED}"].updatedAt must be a time in epoch milliseconds (a number), not a string'
 
 
-@pytest.mark.parametrize("make", [_invalid_json, _profiles_not_an_object, _timestamp_a_string,
-                                  _session_timestamp_a_string],
-                         ids=["invalid-json", "profiles-not-an-object", "timestamp-a-string",
+@pytest.mark.parametrize("make", [_invalid_json, _profiles_not_an_object, _order_not_an_object,
+                                  _timestamp_a_string, _session_timestamp_a_string],
+                         ids=["invalid-json", "profiles-not-an-object", "order-not-an-object", "timestamp-a-string",
                               "session-timestamp-a-string"])
 def test_it_rejects_a_file_that_does_not_parse_and_imports_nothing(db, clock, tmp_path, make):
     """A bad file gets a clear error naming the file and the problem, and nothing at all is imported."""
