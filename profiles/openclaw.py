@@ -344,7 +344,7 @@ class ImportReport:
 
 
 def import_files(auth_profiles_path, sessions_path=None, *, now):
-    """Parse both files, then import them in one transaction. Raises FileProblem before any write."""
+    """Parse both files, then import them in one transaction. On a FileProblem nothing is written."""
     auth = parse_auth_profiles(read_json(auth_profiles_path), auth_profiles_path)
     sessions = parse_sessions(read_json(sessions_path), sessions_path) if sessions_path else None
     return import_parsed(auth, sessions, now=now, auth_path=auth_profiles_path)
@@ -401,13 +401,18 @@ class _Importer:
             resolved.append((fp, provider_id, pid))
         positions = self._positions(auth, resolved)
 
-        for raw_id in auth.usage:
-            if raw_id not in self.pid_of:
+        usage = {}  # authbroker profile id → stats, whichever spelling the file used (its `profiles` key wins)
+        in_file = set(self.pid_of.values())
+        for raw_id, stats in auth.usage.items():
+            pid = self.to_pid(raw_id)
+            if pid not in in_file:
                 self.report.notes.append(f"usageStats for {raw_id!r} ignored: no such profile in the file")
+            elif raw_id in self.pid_of or pid not in usage:
+                usage[pid] = stats
 
         existing = AuthProfile.objects.select_for_update().in_bulk([pid for _, _, pid in resolved])
         for fp, _, pid in resolved:
-            stats = auth.usage.get(fp.raw_id, FileStats())
+            stats = usage.get(pid, FileStats())
             profile = existing.get(pid)
             if profile is None:
                 profile = profile_services.create_profile(

@@ -405,3 +405,14 @@ def test_it_skips_a_session_key_authbroker_cannot_hold(db, clock, tmp_path):
     output = import_sample(AUTH, sessions)
     assert "note: session 'agent:main/odd key' skipped" in output
     assert Session.objects.count() == 5
+
+
+def test_it_matches_usage_stats_spelled_with_a_provider_alias(db, clock, tmp_path):
+    """usageStats keyed `zai:default` apply to the profile the file calls `z.ai:default`; unknown keys are noted."""
+    auth = variant(tmp_path, AUTH, lambda d: d["usageStats"].update({
+        "zai:default": {"errorCount": 1, "cooldownUntil": 1775567000000, "cooldownReason": "timeout"},
+        "anthropic:gone": {"errorCount": 4}}))
+    output = import_sample(auth, None)
+    zai = AuthProfile.objects.get(pk="zai:default")
+    assert (zai.error_count, zai.cooldown_until, zai.cooldown_reason) == (1, from_ms(1775567000000), "timeout")
+    assert "note: usageStats for 'anthropic:gone' ignored: no such profile in the file" in output
