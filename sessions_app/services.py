@@ -170,6 +170,17 @@ def _load_provider(provider_raw, provider_id, model):
     return profiles[0].provider, profiles, cooldowns
 
 
+def _ranked_profiles(provider_raw, provider_id, model, now):
+    """(provider, profiles, ranked candidates, first choice); 409 when no profile can ever be chosen."""
+    provider, profiles, cooldowns = _load_provider(provider_raw, provider_id, model)
+    ranked = rules.rank(profiles, now, provider.strategy, cooldowns)
+    first = rules.first_choice(ranked)
+    if first is None:
+        raise Conflict(f"provider {provider.id!r} has no profile an operator has left on",
+                       {"provider": ["every profile is switched off"]}, code="no_usable_profile")
+    return provider, profiles, ranked, first
+
+
 def _lock_or_create(key, now, known_missing=False, **defaults):
     """The session row, locked; created first when the key is new. Returns (session, created)."""
     queryset = Session.objects.select_for_update(of=("self",)).select_related("override_profile", "last_profile")
@@ -184,12 +195,7 @@ def _lock_or_create(key, now, known_missing=False, **defaults):
 
 def _select_locked(key, provider_raw, provider_id, now, actor, new_session, model, explain, known_missing):
     with transaction.atomic():
-        provider, profiles, cooldowns = _load_provider(provider_raw, provider_id, model)
-        ranked = rules.rank(profiles, now, provider.strategy, cooldowns)
-        first = rules.first_choice(ranked)
-        if first is None:
-            raise Conflict(f"provider {provider.id!r} has no profile an operator has left on",
-                           {"provider": ["every profile is switched off"]}, code="no_usable_profile")
+        provider, profiles, ranked, first = _ranked_profiles(provider_raw, provider_id, model, now)
         session, created = _lock_or_create(key, now, known_missing, provider=provider, last_profile=first.profile)
         events = []
         if created:
@@ -341,12 +347,7 @@ def reset_session(*, session_key, provider, now, actor, reason="reset", model=No
     model = clean_model(model)
     _validate_reset_reason(reason)
     with transaction.atomic():
-        provider_obj, profiles, cooldowns = _load_provider(provider, provider_id, model)
-        ranked = rules.rank(profiles, now, provider_obj.strategy, cooldowns)
-        first = rules.first_choice(ranked)
-        if first is None:
-            raise Conflict(f"provider {provider_obj.id!r} has no profile an operator has left on",
-                           {"provider": ["every profile is switched off"]}, code="no_usable_profile")
+        provider_obj, _, ranked, first = _ranked_profiles(provider, provider_id, model, now)
         session, _ = _lock_or_create(key, now, provider=provider_obj, last_profile=first.profile)
         events = []
         carried, dropped = _start_boundary(session, now, actor, reason, events)
