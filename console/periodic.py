@@ -31,16 +31,19 @@ DEFAULTS = (
 )
 
 
-def ensure_periodic_tasks(IntervalSchedule, PeriodicTask):  # noqa: N803 (model classes)
-    """Create the default periodic tasks that do not exist yet; returns the names created."""
+def ensure_periodic_tasks(interval_model, task_model):
+    """Create the default periodic tasks that do not exist yet; returns the names created.
+
+    `interval_model` and `task_model` are django-celery-beat's IntervalSchedule and PeriodicTask.
+    """
     created = []
     for default in DEFAULTS:
-        if PeriodicTask.objects.filter(name=default.name).exists():
+        if task_model.objects.filter(name=default.name).exists():
             continue
-        interval = IntervalSchedule.objects.filter(every=default.every, period=default.period).order_by("pk").first()
+        interval = interval_model.objects.filter(every=default.every, period=default.period).order_by("pk").first()
         if interval is None:
-            interval = IntervalSchedule.objects.create(every=default.every, period=default.period)
-        PeriodicTask.objects.create(name=default.name, task=default.task, interval=interval,
-                                    description=default.description, enabled=True)
+            interval = interval_model.objects.create(every=default.every, period=default.period)
+        task_model.objects.create(name=default.name, task=default.task, interval=interval,
+                                  description=default.description, enabled=True)
         created.append(default.name)
     return created
