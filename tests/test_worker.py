@@ -230,6 +230,7 @@ def test_it_expires_a_cooldown_from_the_beat_scheduled_task_on_a_real_worker(red
     listed = api.get("/api/events", {"kind": "cooldown_expired"}).json()["results"]
     assert [e["profile"] for e in listed] == ["anthropic:default"]
     assert "received" in worker.log.read_text()
+    assert set(PeriodicTask.objects.values_list("task", flat=True)) == {d.task for d in DEFAULTS}  # nothing of beat's own
 
 
 # ---------------------------------------------------------------- make run
