@@ -1,6 +1,7 @@
 from django import template
 from django.utils import timezone
 from django.utils.html import format_html
+from django.utils.safestring import mark_safe
 from django.utils.timesince import timesince, timeuntil
 
 register = template.Library()
@@ -10,7 +11,7 @@ register = template.Library()
 def stamp(value, now=None):
     """A time in UTC with how long ago (or until) it is; '—' when empty."""
     if not value:
-        return format_html('<span class="muted">—</span>')
+        return mark_safe('<span class="muted">—</span>')
     now = now or timezone.now()
     if abs((value - now).total_seconds()) < 60:
         relative = "just now"
