@@ -5,6 +5,10 @@ from django.utils import timezone
 
 from console.models import ApiToken
 
+admin.site.site_header = "authbroker admin"
+admin.site.site_title = "authbroker admin"
+admin.site.site_url = "/console/"
+
 
 @admin.register(ApiToken)
 class ApiTokenAdmin(admin.ModelAdmin):

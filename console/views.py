@@ -91,6 +91,7 @@ def sessions(request):
     rows = [{"session": s, "pin_status": profile_status(s.override_profile, now)} for s in page]
     return render(request, "console/sessions.html", {
         "form": form, "page": page, "rows": rows, "query": query, "now": now, "nav": "sessions",
+        "stuck": Session.objects.filter(pinned_to_unavailable(now)).count(),
     })
 
 

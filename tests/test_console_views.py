@@ -216,6 +216,7 @@ def keys_on(response):
 
 def test_it_answers_which_sessions_are_pinned_to_a_cooling_profile_and_who_pinned_them(cast_of_sessions, console):
     """The 'pinned to an unavailable profile' filter finds the user pin on the cooling default, with its provenance."""
+    assert "1 session pinned to a profile that is cooling" in console.get("/console/sessions/").content.decode()
     response = console.get("/console/sessions/", {"unavailable": "on"})
     assert keys_on(response) == ["agent:main:discord:chan:7"]
     row = response.content.decode().split('data-session="agent:main:discord:chan:7"')[1].split("</tr>")[0]
