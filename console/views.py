@@ -66,7 +66,7 @@ def providers(request):
 def filter_sessions(form, now):
     queryset = Session.objects.select_related("provider", "override_profile", "last_profile")
     if not form.is_valid():
-        return queryset
+        return queryset.none() if form.is_bound else queryset
     data = form.cleaned_data
     if data["q"]:
         queryset = queryset.filter(session_key__icontains=data["q"])

@@ -237,6 +237,12 @@ def test_it_filters_sessions(cast_of_sessions, console, params, expected):
     assert sorted(keys_on(console.get("/console/sessions/", params))) == sorted(expected)
 
 
+def test_it_says_why_a_bad_session_filter_shows_nothing(cast_of_sessions, console):
+    response = console.get("/console/sessions/", {"profile": "anthropic:gone"})
+    assert keys_on(response) == []
+    assert "Select a valid choice" in response.content.decode()
+
+
 def test_it_tells_auto_and_user_pins_apart_with_their_provenance(cast_of_sessions, console):
     html = console.get("/console/sessions/").content.decode()
     auto_row = html.split(f'data-session="{KEY}"')[1].split("</tr>")[0]
