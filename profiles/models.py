@@ -54,6 +54,7 @@ class ProviderAlias(models.Model):
 
     class Meta:
         ordering = ["alias"]
+        verbose_name_plural = "provider aliases"
 
     def __str__(self):
         return f"{self.alias} → {self.provider_id}"

@@ -176,6 +176,7 @@ def _locked(profile_id):
 @transaction.atomic
 def clear_cooldown(profile_id, now, actor, reason=""):
     """End a profile's cooldown (and its model cooldowns) now. Counts stay, like any expiry."""
+    reason = ids.clean_reason(reason)
     profile = _locked(profile_id)
     before = stats_snapshot(profile)
     pairs = list(ModelCooldown.objects.filter(profile=profile, cooldown_until__gt=now).values_list("model", flat=True))
@@ -194,6 +195,7 @@ def clear_cooldown(profile_id, now, actor, reason=""):
 @transaction.atomic
 def disable_profile(profile_id, now, actor, reason=""):
     """Switch a profile off until an operator switches it on again."""
+    reason = ids.clean_reason(reason)
     profile = _locked(profile_id)
     if profile.enabled:
         profile.enabled = False
@@ -209,6 +211,7 @@ def disable_profile(profile_id, now, actor, reason=""):
 @transaction.atomic
 def enable_profile(profile_id, now, actor, reason=""):
     """Switch a profile on and end any disablement at once (counts stay)."""
+    reason = ids.clean_reason(reason)
     profile = _locked(profile_id)
     before = {"enabled": profile.enabled, **stats_snapshot(profile)}
     changed = not profile.enabled or bool(profile.disabled_until and profile.disabled_until > now)
@@ -238,6 +241,7 @@ def _validate_position(position):
 def create_profile(raw_id, kind, secret, now, actor, *, position=None, enabled=True, refresh="", metadata=None,
                    reason=""):
     """Create a profile; its provider is created with defaults when new."""
+    reason = ids.clean_reason(reason)
     provider_part, name = ids.split_profile_id(raw_id, "id")
     provider_id = resolve_provider_id(provider_part, "id")
     profile_id = f"{provider_id}:{name}"
@@ -265,6 +269,7 @@ def create_profile(raw_id, kind, secret, now, actor, *, position=None, enabled=T
 
 @transaction.atomic
 def update_profile(profile_id, now, actor, *, kind=None, secret=None, position=None, enabled=None, reason=""):
+    reason = ids.clean_reason(reason)
     profile = _locked(profile_id)
     before, after = {}, {}
     if kind is not None and kind != profile.kind:
@@ -296,6 +301,7 @@ def update_profile(profile_id, now, actor, *, kind=None, secret=None, position=N
 @transaction.atomic
 def delete_profile(profile_id, now, actor, reason=""):
     """Delete a profile; sessions pinned to it lose the pin, with an event each."""
+    reason = ids.clean_reason(reason)
     profile = _locked(profile_id)
     pinned = list(Session.objects.select_for_update().filter(override_profile=profile))
     events = [
@@ -318,6 +324,7 @@ def delete_profile(profile_id, now, actor, reason=""):
 @transaction.atomic
 def reorder_profiles(provider_id, ordered_ids, now, actor, reason=""):
     """Give a provider's profiles positions 0, 1, 2… in the order given."""
+    reason = ids.clean_reason(reason)
     provider = get_provider(provider_id)
     profiles = {p.id: p for p in AuthProfile.objects.select_for_update().filter(provider=provider)}
     wanted = [resolve_profile_id(pid, "order") for pid in ordered_ids]
@@ -347,6 +354,7 @@ def _validate_ladder(ladder):
 @transaction.atomic
 def update_provider(provider_id, now, actor, *, strategy=None, cooldown_ladder_seconds=None, aliases=None,
                     track_failures=None, reason=""):
+    reason = ids.clean_reason(reason)
     provider = Provider.objects.select_for_update().get(pk=get_provider(provider_id).pk)
     before, after = {}, {}
     if strategy is not None and strategy != provider.strategy:

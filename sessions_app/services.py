@@ -413,7 +413,7 @@ def bulk_reset(*, now, actor, reason="restart", session_keys=None):
 def set_user_override(*, session_key, profile, now, actor, reason=""):
     """Pin a session to a profile because a person asked: it carries across boundaries."""
     key = ids.validate_session_key(session_key)
-    reason = _clean_reason(reason)
+    reason = ids.clean_reason(reason)
     with transaction.atomic():
         target = profile_services.get_profile(profile)
         session, _ = _lock_or_create(key, now, provider=target.provider)
@@ -427,7 +427,7 @@ def set_user_override(*, session_key, profile, now, actor, reason=""):
 
 def clear_override(*, session_key, now, actor, reason=""):
     key = ids.validate_session_key(session_key)
-    reason = _clean_reason(reason)
+    reason = ids.clean_reason(reason)
     with transaction.atomic():
         session = (Session.objects.select_for_update(of=("self",)).select_related("override_profile", "last_profile")
                    .filter(session_key=key).first())
@@ -439,14 +439,6 @@ def clear_override(*, session_key, now, actor, reason=""):
             session.save()
             write_events(events)
     return session
-
-
-def _clean_reason(reason):
-    if reason is None:
-        return ""
-    if not isinstance(reason, str) or len(reason) > 500 or "\x00" in reason:
-        raise Invalid("reason must be a string of at most 500 characters", {"reason": ["at most 500 characters"]})
-    return reason.strip()
 
 
 def get_session(session_key):

@@ -187,3 +187,12 @@ def clock_now():
     from django.utils import timezone
 
     return timezone.now()
+
+
+def test_it_refuses_an_overlong_reason_and_changes_nothing(anthropic, admin_api, clock):
+    """A reason is at most 500 characters, for every operator action."""
+    report(admin_api, "anthropic:default", "rate_limit")
+    response = admin_api.post("/api/profiles/anthropic:default/clear-cooldown", {"reason": "x" * 501},
+                              format="json")
+    assert response.status_code == 400
+    assert AuthProfile.objects.get(pk="anthropic:default").cooldown_until is not None
