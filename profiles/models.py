@@ -98,9 +98,11 @@ class AuthProfile(models.Model):
         return self.id
 
     # Secrets are write-only: set through here, read only by code that must hand them out.
-    def set_secret(self, secret, refresh=""):
+    def set_secret(self, secret, refresh=None):
+        """Store a new secret; the OAuth refresh token stays unless a new one (or "" to remove it) is given."""
         self.secret_encrypted = crypto.encrypt(secret) if secret else ""
-        self.refresh_encrypted = crypto.encrypt(refresh) if refresh else ""
+        if refresh is not None:
+            self.refresh_encrypted = crypto.encrypt(refresh) if refresh else ""
         self.secret_mask = crypto.mask(secret)
 
     def reveal_secret(self):

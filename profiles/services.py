@@ -15,8 +15,10 @@ from sessions_app.models import Event, EventKind, Session
 SYSTEM = "system"
 
 
-def new_event(kind, now, actor, before=None, after=None, **fields):
-    return Event(kind=kind, at=now, actor=actor or SYSTEM, before=before or {}, after=after or {}, **fields)
+def new_event(kind, now, actor, before=None, after=None, reason="", **fields):
+    """An unsaved event; free text is cut to its column so a long detail can never fail the change it records."""
+    return Event(kind=kind, at=now, actor=(actor or SYSTEM)[:150], reason=(reason or "")[:500],
+                 before=before or {}, after=after or {}, **fields)
 
 
 def write_events(events):
@@ -55,7 +57,9 @@ def get_profile(raw, field="profile", lock=False):
     provider_part, name = ids.split_profile_id(raw, field)
     queryset = AuthProfile.objects.select_related("provider")
     if lock:
-        queryset = queryset.select_for_update(of=("self",))
+        # FOR NO KEY UPDATE: sessions referencing this profile can still be written meanwhile
+        # (their foreign-key checks take KEY SHARE), so report and select never wait on each other in a cycle.
+        queryset = queryset.select_for_update(of=("self",), no_key=True)
     profile = queryset.filter(pk=f"{provider_part}:{name}").first()
     if profile is None:
         target = ProviderAlias.objects.filter(pk=provider_part).values_list("provider_id", flat=True).first()
@@ -317,8 +321,11 @@ def delete_profile(profile_id, now, actor, reason=""):
     events.append(new_event(EventKind.PROFILE_DELETED, now, actor, profile_id=profile.id,
                             provider_id=profile.provider_id, reason=reason,
                             before={"kind": profile.kind, "position": profile.position}))
+    profile_id = profile.pk
     profile.delete()
     write_events(events)
+    profile.pk = profile_id  # the answer shows what was deleted
+    return profile
 
 
 @transaction.atomic

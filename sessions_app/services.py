@@ -145,7 +145,10 @@ def _sticky(session, provider_id, now, model):
     changes = {"last_activity_at": now}
     if session.last_profile_id != current.id:
         changes["last_profile"] = current
-    Session.objects.filter(pk=session.pk).update(**changes)
+    unchanged = Session.objects.filter(pk=session.pk, session_id=session.session_id,
+                                       override_profile_id=session.override_profile_id)
+    if not unchanged.update(**changes):
+        return None  # a reset or an override changed the session since we read it: decide under the lock
     session.last_activity_at = now
     return selection
 
@@ -203,12 +206,17 @@ def _select_locked(key, provider_raw, provider_id, now, actor, new_session, mode
         elif new_session or session.boundary_pending:
             if not session.boundary_pending:
                 _start_boundary(session, now, actor, "new", events)
+            elif session.override_source == OverrideSource.AUTO:
+                # a failover after the bulk reset set this pin: it belongs to the old session
+                _clear_override(session, now, actor, "session boundary (restart): auto overrides never carry over",
+                                events, kind=EventKind.OVERRIDE_DROPPED)
             session.boundary_pending = False
             selection = _new_session_choice(session, provider, ranked)
         else:
             selection = _continuing_choice(session, provider, profiles, ranked, now, actor, events)
         _remember(session, selection, provider, now, just_created=created)
         write_events(events)
+    _mark_used(selection, provider, now)
     if explain:
         selection.candidates = ranked
     return selection
@@ -221,6 +229,10 @@ def _remember(session, selection, provider, now, just_created=False):
         session.provider = provider
         session.last_activity_at = now
         session.save()
+
+
+def _mark_used(selection, provider, now):
+    """round_robin spreads new sessions by last use; stamped after the session's transaction, never under it."""
     if provider.strategy == Strategy.ROUND_ROBIN and selection.source == "default" and selection.profile.last_used != now:
         AuthProfile.objects.filter(pk=selection.profile.pk).update(last_used=now)
 
@@ -264,6 +276,7 @@ def _continuing_choice(session, provider, profiles, ranked, now, actor, events):
         home = rules.home_profile(profiles)
         if (
             home is not None
+            and (source == OverrideSource.AUTO or provider.strategy == Strategy.ORDERED)
             and home.id != current.id
             and by_id[home.id].available
             and rules.idle_long_enough(session.last_activity_at, now, settings.AUTHBROKER_CACHE_IDLE_SECONDS)
@@ -290,7 +303,7 @@ def _set_override(session, profile, source, now, actor, reason, events):
     session.override_profile = profile
     session.override_source = source
     session.override_set_at = now
-    session.override_set_by = actor
+    session.override_set_by = actor[:150]
     session.override_reason = (reason or "")[:500]
     session.override_compaction_count = None
     events.append(new_event(EventKind.OVERRIDE_SET, now, actor, session_key=session.session_key,
@@ -307,7 +320,7 @@ def _clear_override(session, now, actor, reason, events, kind=EventKind.OVERRIDE
     session.override_profile = None
     session.override_source = ""
     session.override_set_at = now
-    session.override_set_by = actor
+    session.override_set_by = actor[:150]
     session.override_reason = (reason or "")[:500]
     session.override_compaction_count = None
 
@@ -355,6 +368,7 @@ def reset_session(*, session_key, provider, now, actor, reason="reset", model=No
         selection = _new_session_choice(session, provider_obj, ranked)
         _remember(session, selection, provider_obj, now)
         write_events(events)
+    _mark_used(selection, provider_obj, now)
     selection.lease_id = leases.issue(selection.profile.id, key, now)
     return ResetResult(session, carried, dropped, selection)
 
@@ -398,7 +412,7 @@ def bulk_reset(*, now, actor, reason="restart", session_keys=None):
                                         reason=f"session boundary ({reason}): user overrides carry over",
                                         before=override_state(session), after=override_state(session)))
         sessions.filter(override_source=OverrideSource.AUTO).update(
-            override_profile=None, override_source="", override_set_at=now, override_set_by=actor,
+            override_profile=None, override_source="", override_set_at=now, override_set_by=actor[:150],
             override_reason=f"session boundary ({reason}): auto overrides never carry over",
             override_compaction_count=None,
         )
@@ -471,9 +485,14 @@ class _DuplicateLease(Exception):
 def _validate_retry_after(value):
     if value is None:
         return None
-    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value) or value < 0:
+    if (
+        isinstance(value, bool)
+        or not isinstance(value, int | float)
+        or (isinstance(value, float) and not math.isfinite(value))
+        or value < 0
+    ):
         raise Invalid("retry_after_seconds must be a number ≥ 0", {"retry_after_seconds": ["must be a number ≥ 0"]})
-    return min(float(value), rules.MAX_RETRY_HINT.total_seconds())
+    return float(min(value, rules.MAX_RETRY_HINT.total_seconds()))
 
 
 def report_outcome(*, profile, outcome, now, actor, session_key=None, lease_id=None, model=None,

@@ -266,3 +266,24 @@ def test_it_keeps_a_user_pin_on_a_switched_off_profile_for_continuing_sessions(a
     assert (session.override_profile_id, session.override_source) == ("anthropic:backup1", "user")
     profile_services.enable_profile("anthropic:backup1", clock_now(), "operator:ann")
     assert select(api)["profile"] == "anthropic:backup1"
+
+
+def test_it_leaves_round_robin_sessions_where_they_were_placed_after_idling(anthropic, admin_api, clock):
+    """Spreading load is the point of round_robin: idle sessions are not pulled back to the first key."""
+    admin_api.patch("/api/providers/anthropic", {"strategy": "round_robin"}, format="json")
+    placed = [select(admin_api, session_key=f"rr{n}")["profile"] for n in range(3)]
+    clock.shift(timedelta(seconds=400))
+    assert [select(admin_api, session_key=f"rr{n}")["profile"] for n in range(3)] == placed
+
+
+def test_it_drops_an_auto_pin_set_between_a_bulk_reset_and_the_next_select(anthropic, api, clock):
+    """A failover that lands after the restart belongs to the old session: the boundary drops it too."""
+    select(api)
+    api.post("/api/sessions/reset", {"reason": "restart"}, format="json")
+    report(api, "anthropic:default", "rate_limit", session_key=KEY)
+    clock.shift(timedelta(minutes=2))
+    first = select(api)
+    assert (first["profile"], first["source"]) == ("anthropic:default", "default")
+    assert select(api)["profile"] == "anthropic:default"
+    assert Session.objects.get(session_key=KEY).override_profile_id is None
+    assert kinds(session_key=KEY)[-1] == "override_dropped"
