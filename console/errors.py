@@ -3,12 +3,13 @@
 import logging
 
 from django.core.exceptions import RequestDataTooBig
-from django.db import DatabaseError, InterfaceError, OperationalError
+from django.db import DatabaseError, DataError, IntegrityError, InterfaceError, OperationalError
 from django.http import Http404, JsonResponse
 from rest_framework import exceptions, status
 from rest_framework.response import Response
 from rest_framework.views import exception_handler
 
+from profiles.crypto import SecretUnreadable
 from profiles.errors import ServiceError
 
 logger = logging.getLogger("authbroker.api")
@@ -52,6 +53,16 @@ def _flatten(detail):
 def api_exception_handler(exc, context):
     if isinstance(exc, ServiceError):
         return Response(error_body(exc.code, exc.message, exc.fields), status=exc.status)
+    if isinstance(exc, IntegrityError):
+        logger.info("integrity conflict: %s", type(exc).__name__)
+        return Response(error_body("conflict", "the request conflicts with a concurrent change; retry it"),
+                        status=status.HTTP_409_CONFLICT)
+    if isinstance(exc, DataError):
+        return Response(error_body("invalid", "a value is out of range or too long"), status=400)
+    if isinstance(exc, SecretUnreadable):
+        logger.error("a stored secret cannot be decrypted with the configured AUTHBROKER_ENCRYPTION_KEYS")
+        return Response(error_body("secret_unreadable", "a stored secret cannot be decrypted; check the keys"),
+                        status=500)
     if isinstance(exc, RequestDataTooBig):
         return Response(error_body("too_large", "request body is over 64 KiB"), status=413)
     if isinstance(exc, OperationalError) and getattr(exc.__cause__, "sqlstate", None) in TRANSIENT_SQLSTATES:

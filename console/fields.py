@@ -41,12 +41,11 @@ class StrictIntegerField(serializers.IntegerField):
 
 
 class NonNegativeNumberField(serializers.FloatField):
+    """A number ≥ 0; integers too large for a float are capped rather than overflowing."""
+
     def to_internal_value(self, data):
-        if (
-            isinstance(data, bool)
-            or not isinstance(data, int | float)
-            or (isinstance(data, float) and not math.isfinite(data))  # isfinite(10**400) overflows
-            or data < 0
-        ):
+        if isinstance(data, bool) or not isinstance(data, int | float) or data < 0:
             raise serializers.ValidationError("must be a number ≥ 0")
+        if isinstance(data, float) and not math.isfinite(data):
+            raise serializers.ValidationError("must be a finite number")
         return float(min(data, 10**9))

@@ -38,4 +38,5 @@ urlpatterns = [
     path("readyz", health.readyz, name="readyz"),
     path("metrics", observability.metrics, name="metrics"),
     path("admin/", admin.site.urls),
+    path("console/", include("console.web_urls")),
 ]

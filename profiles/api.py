@@ -63,11 +63,13 @@ class ProfileDetailView(WritesNeedAdmin, APIView):
         profile = services.update_profile(profile_id, now, actor(request), **data)
         return Response(profile_state(profile, now))
 
-    @extend_schema(request=ActionRequest, responses={204: None})
+    @extend_schema(request=ActionRequest, responses=ProfileStateSerializer)
     def delete(self, request, profile_id):
+        """Delete a profile; answers with its last state."""
         data = validated(ActionRequest, request) if request.data else {}
-        services.delete_profile(profile_id, timezone.now(), actor(request), **data)
-        return Response(status=status.HTTP_204_NO_CONTENT)
+        now = timezone.now()
+        profile = services.delete_profile(profile_id, now, actor(request), **data)
+        return Response(profile_state(profile, now))
 
 
 class ProfileActionView(APIView):

@@ -52,3 +52,12 @@ def validate_session_key(raw, field="session_key"):
             {field: ["must be 1–255 characters with no '/', whitespace or control characters"]},
         )
     return raw
+
+
+def clean_reason(reason, field="reason"):
+    """An operator's or gateway's free-text reason: a string of at most 500 characters, trimmed."""
+    if reason is None:
+        return ""
+    if not isinstance(reason, str) or len(reason) > 500 or "\x00" in reason:
+        raise Invalid(f"{field} must be a string of at most 500 characters", {field: ["at most 500 characters"]})
+    return reason.strip()

@@ -54,6 +54,7 @@ class ProviderAlias(models.Model):
 
     class Meta:
         ordering = ["alias"]
+        verbose_name_plural = "provider aliases"
 
     def __str__(self):
         return f"{self.alias} → {self.provider_id}"
@@ -97,10 +98,13 @@ class AuthProfile(models.Model):
         return self.id
 
     # Secrets are write-only: set through here, read only by code that must hand them out.
-    def set_secret(self, secret, refresh=""):
-        secret, refresh = crypto.Secret(secret or ""), crypto.Secret(refresh or "")
+    def set_secret(self, secret, refresh=None):
+        """Store a new secret; the OAuth refresh token stays unless a new one (or "" to remove it) is given."""
+        secret = crypto.Secret(secret or "")  # its repr is the mask, in any traceback below
         self.secret_encrypted = crypto.encrypt(secret) if secret else ""
-        self.refresh_encrypted = crypto.encrypt(refresh) if refresh else ""
+        if refresh is not None:
+            refresh = crypto.Secret(refresh)
+            self.refresh_encrypted = crypto.encrypt(refresh) if refresh else ""
         self.secret_mask = crypto.mask(secret)
 
     def reveal_secret(self):

@@ -225,8 +225,9 @@ def apply_failure(stats, outcome, now, ladder, retry_after_seconds=None):
     stats = forget_stale_counts(stats, now)
     hint = clamp_hint(retry_after_seconds)
     counts = dict(stats.failure_counts)
+    out_of_service = stats.cooling(now) or stats.disabled(now)
     disables = outcome in ("billing", "auth_permanent") or (
-        outcome == "auth" and counts.get("auth", 0) + 1 >= AUTH_DISABLE_THRESHOLD
+        outcome == "auth" and not out_of_service and counts.get("auth", 0) + 1 >= AUTH_DISABLE_THRESHOLD
     )
 
     if disables:
@@ -248,7 +249,7 @@ def apply_failure(stats, outcome, now, ladder, retry_after_seconds=None):
         )
         return Effect(new, "disabled", True)
 
-    if stats.cooling(now) or stats.disabled(now):
+    if out_of_service:
         later = now + hint
         if retry_after_seconds is not None and stats.cooling(now) and later > stats.cooldown_until:
             return Effect(replace(stats, cooldown_until=later, last_failure_at=now), "cooldown_extended", False)

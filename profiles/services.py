@@ -16,8 +16,10 @@ from sessions_app.models import Event, EventKind, Session
 SYSTEM = "system"
 
 
-def new_event(kind, now, actor, before=None, after=None, **fields):
-    return Event(kind=kind, at=now, actor=actor or SYSTEM, before=before or {}, after=after or {}, **fields)
+def new_event(kind, now, actor, before=None, after=None, reason="", **fields):
+    """An unsaved event; free text is cut to its column so a long detail can never fail the change it records."""
+    return Event(kind=kind, at=now, actor=(actor or SYSTEM)[:150], reason=(reason or "")[:500],
+                 before=before or {}, after=after or {}, **fields)
 
 
 def write_events(events):
@@ -58,10 +60,8 @@ def get_profile(raw, field="profile", lock=False):
     provider_part, name = ids.split_profile_id(raw, field)
     queryset = AuthProfile.objects.select_related("provider")
     if lock:
-        # NO KEY UPDATE, not UPDATE: a plain FOR UPDATE also blocks the KEY SHARE lock that
-        # PostgreSQL's (deferred) foreign-key checks take on this row when another transaction
-        # commits a session pointing at it, and that transaction may hold the session row this
-        # one waits for: a deadlock. We never change a profile's key under this lock.
+        # FOR NO KEY UPDATE: sessions referencing this profile can still be written meanwhile
+        # (their foreign-key checks take KEY SHARE), so report and select never wait on each other in a cycle.
         queryset = queryset.select_for_update(of=("self",), no_key=True)
     profile = queryset.filter(pk=f"{provider_part}:{name}").first()
     if profile is None:
@@ -183,6 +183,7 @@ def _locked(profile_id):
 @transaction.atomic
 def clear_cooldown(profile_id, now, actor, reason=""):
     """End a profile's cooldown (and its model cooldowns) now. Counts stay, like any expiry."""
+    reason = ids.clean_reason(reason)
     profile = _locked(profile_id)
     before = stats_snapshot(profile)
     pairs = list(ModelCooldown.objects.filter(profile=profile, cooldown_until__gt=now).values_list("model", flat=True))
@@ -201,6 +202,7 @@ def clear_cooldown(profile_id, now, actor, reason=""):
 @transaction.atomic
 def disable_profile(profile_id, now, actor, reason=""):
     """Switch a profile off until an operator switches it on again."""
+    reason = ids.clean_reason(reason)
     profile = _locked(profile_id)
     if profile.enabled:
         profile.enabled = False
@@ -216,6 +218,7 @@ def disable_profile(profile_id, now, actor, reason=""):
 @transaction.atomic
 def enable_profile(profile_id, now, actor, reason=""):
     """Switch a profile on and end any disablement at once (counts stay)."""
+    reason = ids.clean_reason(reason)
     profile = _locked(profile_id)
     before = {"enabled": profile.enabled, **stats_snapshot(profile)}
     changed = not profile.enabled or bool(profile.disabled_until and profile.disabled_until > now)
@@ -246,6 +249,7 @@ def create_profile(raw_id, kind, secret, now, actor, *, position=None, enabled=T
                    reason=""):
     """Create a profile; its provider is created with defaults when new."""
     secret = crypto.Secret(secret) if isinstance(secret, str) else secret
+    reason = ids.clean_reason(reason)
     provider_part, name = ids.split_profile_id(raw_id, "id")
     provider_id = resolve_provider_id(provider_part, "id")
     profile_id = f"{provider_id}:{name}"
@@ -273,6 +277,7 @@ def create_profile(raw_id, kind, secret, now, actor, *, position=None, enabled=T
 
 @transaction.atomic
 def update_profile(profile_id, now, actor, *, kind=None, secret=None, position=None, enabled=None, reason=""):
+    reason = ids.clean_reason(reason)
     profile = _locked(profile_id)
     before, after = {}, {}
     if kind is not None and kind != profile.kind:
@@ -305,6 +310,7 @@ def update_profile(profile_id, now, actor, *, kind=None, secret=None, position=N
 @transaction.atomic
 def delete_profile(profile_id, now, actor, reason=""):
     """Delete a profile; sessions pinned to it lose the pin, with an event each."""
+    reason = ids.clean_reason(reason)
     profile = _locked(profile_id)
     pinned = list(Session.objects.select_for_update().filter(override_profile=profile))
     events = [
@@ -320,13 +326,17 @@ def delete_profile(profile_id, now, actor, reason=""):
     events.append(new_event(EventKind.PROFILE_DELETED, now, actor, profile_id=profile.id,
                             provider_id=profile.provider_id, reason=reason,
                             before={"kind": profile.kind, "position": profile.position}))
+    profile_id = profile.pk
     profile.delete()
     write_events(events)
+    profile.pk = profile_id  # the answer shows what was deleted
+    return profile
 
 
 @transaction.atomic
 def reorder_profiles(provider_id, ordered_ids, now, actor, reason=""):
     """Give a provider's profiles positions 0, 1, 2… in the order given."""
+    reason = ids.clean_reason(reason)
     provider = get_provider(provider_id)
     profiles = {p.id: p for p in AuthProfile.objects.select_for_update(no_key=True).filter(provider=provider)}
     wanted = [resolve_profile_id(pid, "order") for pid in ordered_ids]
@@ -356,6 +366,7 @@ def _validate_ladder(ladder):
 @transaction.atomic
 def update_provider(provider_id, now, actor, *, strategy=None, cooldown_ladder_seconds=None, aliases=None,
                     track_failures=None, reason=""):
+    reason = ids.clean_reason(reason)
     provider = Provider.objects.select_for_update(no_key=True).get(pk=get_provider(provider_id).pk)
     before, after = {}, {}
     if strategy is not None and strategy != provider.strategy:

@@ -38,7 +38,7 @@ def validated(serializer_class, request):
 
 
 def actor(request):
-    return f"token:{request.auth.name}"
+    return f"token:{request.auth.name}"[:150]
 
 
 class SelectView(APIView):

@@ -140,16 +140,17 @@ def _sticky(session, provider_id, now, model):
         selection = _user_selection(session, current, reason, until)
     elif reason is not None:
         return None  # its profile is out: fail over under a lock
-    elif source == OverrideSource.AUTO and rules.idle_long_enough(
-        session.last_activity_at, now, settings.AUTHBROKER_CACHE_IDLE_SECONDS
-    ):
-        return None  # idle long enough to go home if home is back
+    elif rules.idle_long_enough(session.last_activity_at, now, settings.AUTHBROKER_CACHE_IDLE_SECONDS):
+        return None  # idle long enough to go home if it is not there and home is back
     else:
         selection = Selection(current, source, session, "continuing session keeps its profile")
     changes = {"last_activity_at": now}
     if session.last_profile_id != current.id:
         changes["last_profile"] = current
-    Session.objects.filter(pk=session.pk).update(**changes)
+    unchanged = Session.objects.filter(pk=session.pk, session_id=session.session_id,
+                                       override_profile_id=session.override_profile_id)
+    if not unchanged.update(**changes):
+        return None  # a reset or an override changed the session since we read it: decide under the lock
     session.last_activity_at = now
     return selection
 
@@ -174,6 +175,17 @@ def _load_provider(provider_raw, provider_id, model):
     return profiles[0].provider, profiles, cooldowns
 
 
+def _ranked_profiles(provider_raw, provider_id, model, now):
+    """(provider, profiles, ranked candidates, first choice); 409 when no profile can ever be chosen."""
+    provider, profiles, cooldowns = _load_provider(provider_raw, provider_id, model)
+    ranked = rules.rank(profiles, now, provider.strategy, cooldowns)
+    first = rules.first_choice(ranked)
+    if first is None:
+        raise Conflict(f"provider {provider.id!r} has no profile an operator has left on",
+                       {"provider": ["every profile is switched off"]}, code="no_usable_profile")
+    return provider, profiles, ranked, first
+
+
 def _lock_or_create(key, now, known_missing=False, **defaults):
     """The session row, locked; created first when the key is new. Returns (session, created)."""
     queryset = Session.objects.select_for_update(of=("self",)).select_related("override_profile", "last_profile")
@@ -188,12 +200,7 @@ def _lock_or_create(key, now, known_missing=False, **defaults):
 
 def _select_locked(key, provider_raw, provider_id, now, actor, new_session, model, explain, known_missing):
     with transaction.atomic():
-        provider, profiles, cooldowns = _load_provider(provider_raw, provider_id, model)
-        ranked = rules.rank(profiles, now, provider.strategy, cooldowns)
-        first = rules.first_choice(ranked)
-        if first is None:
-            raise Conflict(f"provider {provider.id!r} has no profile an operator has left on",
-                           {"provider": ["every profile is switched off"]}, code="no_usable_profile")
+        provider, profiles, ranked, first = _ranked_profiles(provider_raw, provider_id, model, now)
         session, created = _lock_or_create(key, now, known_missing, provider=provider, last_profile=first.profile)
         events = []
         if created:
@@ -201,12 +208,17 @@ def _select_locked(key, provider_raw, provider_id, now, actor, new_session, mode
         elif new_session or session.boundary_pending:
             if not session.boundary_pending:
                 _start_boundary(session, now, actor, "new", events)
+            elif session.override_source == OverrideSource.AUTO:
+                # a failover after the bulk reset set this pin: it belongs to the old session
+                _clear_override(session, now, actor, "session boundary (restart): auto overrides never carry over",
+                                events, kind=EventKind.OVERRIDE_DROPPED)
             session.boundary_pending = False
             selection = _new_session_choice(session, provider, ranked)
         else:
             selection = _continuing_choice(session, provider, profiles, ranked, now, actor, events)
         _remember(session, selection, provider, now, just_created=created)
         write_events(events)
+    _mark_used(selection, provider, now)
     if explain:
         selection.candidates = ranked
     return selection
@@ -219,6 +231,10 @@ def _remember(session, selection, provider, now, just_created=False):
         session.provider = provider
         session.last_activity_at = now
         session.save()
+
+
+def _mark_used(selection, provider, now):
+    """round_robin spreads new sessions by last use; stamped after the session's transaction, never under it."""
     if provider.strategy == Strategy.ROUND_ROBIN and selection.source == "default" and selection.profile.last_used != now:
         AuthProfile.objects.filter(pk=selection.profile.pk).update(last_used=now)
 
@@ -253,21 +269,24 @@ def _continuing_choice(session, provider, profiles, ranked, now, actor, events):
     candidate = by_id.get(current.id) if current is not None else None
     if candidate is None:
         return _default_choice(session, provider, ranked)
-    if source == OverrideSource.USER and candidate.reason != "operator_disabled":
-        return _user_selection(session, candidate.profile, None if candidate.available else candidate.reason,
-                               candidate.until)
+    if source == OverrideSource.USER:
+        if candidate.reason != "operator_disabled":
+            return _user_selection(session, candidate.profile, None if candidate.available else candidate.reason,
+                                   candidate.until)
+        return _default_choice(session, provider, ranked)  # the person's pin stays for when it is switched on
     if candidate.available:
         home = rules.home_profile(profiles)
         if (
-            source == OverrideSource.AUTO
-            and home is not None
+            home is not None
+            and (source == OverrideSource.AUTO or provider.strategy == Strategy.ORDERED)
             and home.id != current.id
             and by_id[home.id].available
             and rules.idle_long_enough(session.last_activity_at, now, settings.AUTHBROKER_CACHE_IDLE_SECONDS)
         ):
             reason = f"{home.id} is available again and the session was idle over " \
                      f"{settings.AUTHBROKER_CACHE_IDLE_SECONDS} s"
-            _clear_override(session, now, profile_services.SYSTEM, reason, events)
+            if source == OverrideSource.AUTO:
+                _clear_override(session, now, profile_services.SYSTEM, reason, events)
             return Selection(home, "default", session, f"returned to {home.id}: {reason}")
         return Selection(candidate.profile, source, session, "continuing session keeps its profile")
     choice = rules.failover_choice(ranked, provider.last_good_id, current.id)
@@ -286,7 +305,7 @@ def _set_override(session, profile, source, now, actor, reason, events):
     session.override_profile = profile
     session.override_source = source
     session.override_set_at = now
-    session.override_set_by = actor
+    session.override_set_by = actor[:150]
     session.override_reason = (reason or "")[:500]
     session.override_compaction_count = None
     events.append(new_event(EventKind.OVERRIDE_SET, now, actor, session_key=session.session_key,
@@ -303,7 +322,7 @@ def _clear_override(session, now, actor, reason, events, kind=EventKind.OVERRIDE
     session.override_profile = None
     session.override_source = ""
     session.override_set_at = now
-    session.override_set_by = actor
+    session.override_set_by = actor[:150]
     session.override_reason = (reason or "")[:500]
     session.override_compaction_count = None
 
@@ -343,12 +362,7 @@ def reset_session(*, session_key, provider, now, actor, reason="reset", model=No
     model = clean_model(model)
     _validate_reset_reason(reason)
     with transaction.atomic():
-        provider_obj, profiles, cooldowns = _load_provider(provider, provider_id, model)
-        ranked = rules.rank(profiles, now, provider_obj.strategy, cooldowns)
-        first = rules.first_choice(ranked)
-        if first is None:
-            raise Conflict(f"provider {provider_obj.id!r} has no profile an operator has left on",
-                           {"provider": ["every profile is switched off"]}, code="no_usable_profile")
+        provider_obj, _, ranked, first = _ranked_profiles(provider, provider_id, model, now)
         session, _ = _lock_or_create(key, now, provider=provider_obj, last_profile=first.profile)
         events = []
         carried, dropped = _start_boundary(session, now, actor, reason, events)
@@ -356,6 +370,7 @@ def reset_session(*, session_key, provider, now, actor, reason="reset", model=No
         selection = _new_session_choice(session, provider_obj, ranked)
         _remember(session, selection, provider_obj, now)
         write_events(events)
+    _mark_used(selection, provider_obj, now)
     selection.lease_id = leases.issue(selection.profile.id, key, now)
     return ResetResult(session, carried, dropped, selection)
 
@@ -399,7 +414,7 @@ def bulk_reset(*, now, actor, reason="restart", session_keys=None):
                                         reason=f"session boundary ({reason}): user overrides carry over",
                                         before=override_state(session), after=override_state(session)))
         sessions.filter(override_source=OverrideSource.AUTO).update(
-            override_profile=None, override_source="", override_set_at=now, override_set_by=actor,
+            override_profile=None, override_source="", override_set_at=now, override_set_by=actor[:150],
             override_reason=f"session boundary ({reason}): auto overrides never carry over",
             override_compaction_count=None,
         )
@@ -414,7 +429,7 @@ def bulk_reset(*, now, actor, reason="restart", session_keys=None):
 def set_user_override(*, session_key, profile, now, actor, reason=""):
     """Pin a session to a profile because a person asked: it carries across boundaries."""
     key = ids.validate_session_key(session_key)
-    reason = _clean_reason(reason)
+    reason = ids.clean_reason(reason)
     with transaction.atomic():
         target = profile_services.get_profile(profile)
         session, _ = _lock_or_create(key, now, provider=target.provider)
@@ -428,7 +443,7 @@ def set_user_override(*, session_key, profile, now, actor, reason=""):
 
 def clear_override(*, session_key, now, actor, reason=""):
     key = ids.validate_session_key(session_key)
-    reason = _clean_reason(reason)
+    reason = ids.clean_reason(reason)
     with transaction.atomic():
         session = (Session.objects.select_for_update(of=("self",)).select_related("override_profile", "last_profile")
                    .filter(session_key=key).first())
@@ -440,14 +455,6 @@ def clear_override(*, session_key, now, actor, reason=""):
             session.save()
             write_events(events)
     return session
-
-
-def _clean_reason(reason):
-    if reason is None:
-        return ""
-    if not isinstance(reason, str) or len(reason) > 500 or "\x00" in reason:
-        raise Invalid("reason must be a string of at most 500 characters", {"reason": ["at most 500 characters"]})
-    return reason.strip()
 
 
 def get_session(session_key):
@@ -487,8 +494,7 @@ def _validate_retry_after(value):
         or value < 0
     ):
         raise Invalid("retry_after_seconds must be a number ≥ 0", {"retry_after_seconds": ["must be a number ≥ 0"]})
-    cap = rules.MAX_RETRY_HINT.total_seconds()
-    return cap if value >= cap else float(value)  # compare first: a 400-digit integer has no float
+    return float(min(value, rules.MAX_RETRY_HINT.total_seconds()))
 
 
 def report_outcome(*, profile, outcome, now, actor, session_key=None, lease_id=None, model=None,

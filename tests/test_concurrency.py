@@ -2,15 +2,18 @@
 
 import json
 import threading
+import time
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 from django.db import connection, connections
+from django.utils import timezone
 from rest_framework.test import APIClient
 
 from console.models import ApiToken
 from profiles import services as profile_services
 from profiles.models import AuthProfile
+from sessions_app import services as session_services
 from sessions_app.models import Event, Lease, Session
 from tests.conftest import T0
 
@@ -93,3 +96,67 @@ def test_it_counts_one_report_for_concurrent_retries_of_one_lease(profiles, raw_
     assert profile.error_count == 1 and profile.failure_counts == {"billing": 1}
     assert Event.objects.filter(kind="disabled").count() == 1
     assert Event.objects.filter(kind="override_set", session_key="s").count() == 1
+
+
+# ---------------------------------------------------------------- lock order
+
+
+def race_with_a_slow_report(monkeypatch, other):
+    """Run a failure report that holds its profile lock a while, and `other` inside that window.
+
+    The pause only widens the window in which the report holds the profile row;
+    both sides run the real code on their own connections.
+    """
+    original = profile_services.record_outcome
+    holding = threading.Event()
+
+    def record_then_linger(*args, **kwargs):
+        result = original(*args, **kwargs)
+        holding.set()
+        time.sleep(0.5)
+        return result
+
+    monkeypatch.setattr(session_services.profile_services, "record_outcome", record_then_linger)
+    errors = []
+
+    def run(label, call, wait=False):
+        try:
+            if wait:
+                holding.wait(5)
+                time.sleep(0.05)
+            call()
+        except Exception as exc:  # the assertion below names it
+            errors.append((label, repr(exc)))
+        finally:
+            connections.close_all()
+
+    threads = [
+        threading.Thread(target=run, args=("report", lambda: session_services.report_outcome(
+            profile="anthropic:default", outcome="rate_limit", now=timezone.now(), actor="a", session_key="s1"))),
+        threading.Thread(target=run, args=("other", other, True)),
+    ]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    return errors
+
+
+def test_it_never_deadlocks_a_report_against_a_user_override(profiles, monkeypatch):
+    """report locks profile then session; setting an override writes the session that references the profile."""
+    now = timezone.now()
+    session_services.select_profile(session_key="s1", provider="anthropic", now=now, actor="x")
+    session_services.set_user_override(session_key="s1", profile="anthropic:backup1", now=now, actor="x")
+    errors = race_with_a_slow_report(monkeypatch, lambda: session_services.set_user_override(
+        session_key="s1", profile="anthropic:default", now=timezone.now(), actor="b"))
+    assert errors == []
+
+
+def test_it_never_deadlocks_a_report_against_a_new_session_select(profiles, monkeypatch, admin_api):
+    """A boundary select that moves the session off the reported profile, round_robin stamping included."""
+    admin_api.patch("/api/providers/anthropic", {"strategy": "round_robin"}, format="json")
+    now = timezone.now()
+    session_services.select_profile(session_key="s1", provider="anthropic", now=now, actor="x")
+    errors = race_with_a_slow_report(monkeypatch, lambda: session_services.select_profile(
+        session_key="s1", provider="anthropic", new_session=True, now=timezone.now(), actor="b"))
+    assert errors == []

@@ -86,7 +86,8 @@ def test_it_changes_a_profile(anthropic, admin_api, clock):
 def test_it_deletes_a_profile_and_unpins_its_sessions(anthropic, admin_api, clock):
     """DELETE: the profile goes, pins on it are cleared with an event, history stays."""
     admin_api.put("/api/sessions/k/override", {"profile": "anthropic:backup1"}, format="json")
-    assert admin_api.delete("/api/profiles/anthropic:backup1").status_code == 204
+    response = admin_api.delete("/api/profiles/anthropic:backup1")
+    assert response.status_code == 200 and response.json()["id"] == "anthropic:backup1"
     assert not AuthProfile.objects.filter(pk="anthropic:backup1").exists()
     assert Session.objects.get(session_key="k").override_profile_id is None
     assert kinds(profile_id="anthropic:backup1") == ["profile_created", "override_set", "override_cleared",
@@ -187,3 +188,23 @@ def clock_now():
     from django.utils import timezone
 
     return timezone.now()
+
+
+def test_it_refuses_an_overlong_reason_and_changes_nothing(anthropic, admin_api, clock):
+    """A reason is at most 500 characters, for every operator action."""
+    report(admin_api, "anthropic:default", "rate_limit")
+    response = admin_api.post("/api/profiles/anthropic:default/clear-cooldown", {"reason": "x" * 501},
+                              format="json")
+    assert response.status_code == 400
+    assert AuthProfile.objects.get(pk="anthropic:default").cooldown_until is not None
+
+
+def test_it_keeps_the_oauth_refresh_token_when_only_the_secret_changes(admin_api, clock):
+    """Rotating an access token must not silently drop the refresh token."""
+    from profiles import services as profile_services
+
+    profile_services.create_profile("openai-codex:me", "oauth", "access-1-0123456789", clock_now(), "test",
+                                    refresh="refresh-0123456789")
+    admin_api.patch("/api/profiles/openai-codex:me", {"secret": "access-2-0123456789"}, format="json")
+    profile = AuthProfile.objects.get(pk="openai-codex:me")
+    assert (profile.reveal_secret(), profile.reveal_refresh()) == ("access-2-0123456789", "refresh-0123456789")

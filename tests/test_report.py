@@ -242,3 +242,28 @@ def clock_now():
     from django.utils import timezone
 
     return timezone.now()
+
+
+def test_it_records_a_long_detail_without_failing(anthropic, api, clock):
+    """A gateway's error text may be long: the report counts, the event keeps the first 500 characters."""
+    report(api, "anthropic:default", "rate_limit", detail="x" * 2000)
+    assert len(Event.objects.get(kind="cooldown_started").reason) == 500
+
+
+def test_it_caps_a_huge_retry_after_hint_at_a_day(anthropic, api, clock):
+    """An integer too large for a float is a hint like any other, capped at 24 h."""
+    response = api.post("/api/report", data='{"profile": "anthropic:default", "outcome": "rate_limit", '
+                        '"retry_after_seconds": 1' + "0" * 400 + "}", content_type="application/json")
+    assert response.status_code == 200, response.content
+    assert state("anthropic:default").cooldown_until == clock_now() + timedelta(hours=24)
+
+
+def test_it_accepts_reports_from_a_token_with_the_longest_name(anthropic, clock):
+    """The actor recorded on events fits however long the token's name is."""
+    from tests.conftest import make_client
+
+    client = make_client(["gateway"])
+    client.token.name = "n" * 150
+    client.token.save()
+    select(client)
+    assert report(client, "anthropic:default", "rate_limit", session_key=KEY)["failover"] is not None

@@ -227,3 +227,11 @@ def test_it_clears_counts_and_windows_on_success():
     assert (cleared.error_count, cleared.failure_counts, cleared.cooldown_until, cleared.disabled_until) == (
         0, {}, None, None)
 
+
+
+def test_it_does_not_let_an_in_flight_auth_failure_disable_a_cooling_profile():
+    """The third auth failure arriving while the second one's cooldown runs is in flight, not a new signal."""
+    stats = fail(rules.Stats(), "auth").stats
+    stats = fail(stats, "auth", stats.cooldown_until + timedelta(seconds=1)).stats
+    again = fail(stats, "auth", stats.last_failure_at + timedelta(seconds=5))
+    assert again.event is None and again.stats.disabled_until is None and again.stats.error_count == 2

@@ -234,3 +234,56 @@ def clock_now():
     from django.utils import timezone
 
     return timezone.now()
+
+
+def test_it_returns_a_session_that_started_on_a_fallback_home_after_the_idle_window(anthropic, api, clock):
+    """A session begun while default was cooling is not stranded on the fallback either."""
+    report(api, "anthropic:default", "rate_limit")
+    assert select(api)["profile"] == "anthropic:backup1"
+    clock.shift(timedelta(seconds=90))  # default is back, the session is busy: it stays
+    assert select(api)["profile"] == "anthropic:backup1"
+    clock.shift(timedelta(seconds=301))
+    assert select(api)["profile"] == "anthropic:default"
+
+
+def test_it_keeps_an_idle_session_where_it_is_while_home_is_still_out(anthropic, api, clock):
+    """Idle alone is no reason to move: home must be available."""
+    fail_over_to_backup1(api)
+    report(api, "anthropic:default", "rate_limit", retry_after_seconds=3600)
+    clock.shift(timedelta(seconds=400))
+    answer = select(api)
+    assert (answer["profile"], answer["source"]) == ("anthropic:backup1", "auto")
+
+
+def test_it_keeps_a_user_pin_on_a_switched_off_profile_for_continuing_sessions(anthropic, api, clock):
+    """While the operator's switch is off the session is served elsewhere; the pin is not replaced."""
+    select(api)
+    api.put(f"/api/sessions/{KEY}/override", {"profile": "anthropic:backup1"}, format="json")
+    profile_services.disable_profile("anthropic:backup1", clock_now(), "operator:ann", "leaked key")
+    answer = select(api)
+    assert (answer["profile"], answer["source"]) == ("anthropic:default", "default")
+    session = Session.objects.get(session_key=KEY)
+    assert (session.override_profile_id, session.override_source) == ("anthropic:backup1", "user")
+    profile_services.enable_profile("anthropic:backup1", clock_now(), "operator:ann")
+    assert select(api)["profile"] == "anthropic:backup1"
+
+
+def test_it_leaves_round_robin_sessions_where_they_were_placed_after_idling(anthropic, admin_api, clock):
+    """Spreading load is the point of round_robin: idle sessions are not pulled back to the first key."""
+    admin_api.patch("/api/providers/anthropic", {"strategy": "round_robin"}, format="json")
+    placed = [select(admin_api, session_key=f"rr{n}")["profile"] for n in range(3)]
+    clock.shift(timedelta(seconds=400))
+    assert [select(admin_api, session_key=f"rr{n}")["profile"] for n in range(3)] == placed
+
+
+def test_it_drops_an_auto_pin_set_between_a_bulk_reset_and_the_next_select(anthropic, api, clock):
+    """A failover that lands after the restart belongs to the old session: the boundary drops it too."""
+    select(api)
+    api.post("/api/sessions/reset", {"reason": "restart"}, format="json")
+    report(api, "anthropic:default", "rate_limit", session_key=KEY)
+    clock.shift(timedelta(minutes=2))
+    first = select(api)
+    assert (first["profile"], first["source"]) == ("anthropic:default", "default")
+    assert select(api)["profile"] == "anthropic:default"
+    assert Session.objects.get(session_key=KEY).override_profile_id is None
+    assert kinds(session_key=KEY)[-1] == "override_dropped"

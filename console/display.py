@@ -1,0 +1,50 @@
+"""How the console shows state: a profile's status for people, built on the same rules the decisions use."""
+
+from dataclasses import dataclass
+from datetime import datetime
+
+from django.db.models import Q
+
+from profiles import rules
+
+
+@dataclass(frozen=True)
+class Status:
+    state: str  # "available" | "cooling" | "disabled" | "off"
+    label: str
+    reason: str = ""
+    until: datetime | None = None
+
+    @property
+    def available(self):
+        return self.state == "available"
+
+
+def profile_status(profile, now):
+    """Why `profile` can or cannot be used at `now`, judged by `rules.unavailability` itself."""
+    if profile is None:
+        return None
+    reason, until = rules.unavailability(profile, now)
+    if reason is None:
+        return Status("available", "available")
+    if reason == "operator_disabled":
+        return Status("off", "switched off", "by an operator")
+    lane, _, why = reason.partition(":")
+    if lane == "disabled":
+        return Status("disabled", "disabled", why, until)
+    return Status("cooling", "cooling", why, until)
+
+
+def model_cooldown_status(pair, now):
+    if pair.cooldown_until and pair.cooldown_until > now:
+        return Status("cooling", "cooling", pair.cooldown_reason or "unknown", pair.cooldown_until)
+    return Status("available", "available")
+
+
+def pinned_to_unavailable(now, prefix="override_profile__"):
+    """The database's version of `rules.unavailability` for a related profile (profile-wide windows)."""
+    return Q(**{f"{prefix}isnull": False}) & (
+        Q(**{f"{prefix}enabled": False})
+        | Q(**{f"{prefix}cooldown_until__gt": now})
+        | Q(**{f"{prefix}disabled_until__gt": now})
+    )

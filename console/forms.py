@@ -1,0 +1,102 @@
+"""Forms of the console: filters for the lists and the operator actions.
+
+Forms only check the shape of the input; the service functions decide
+whether the change is allowed, exactly as they do for the API.
+"""
+
+from django import forms
+
+from profiles.models import AuthProfile, Provider, Strategy
+from sessions_app.models import EventKind, OverrideSource
+
+REASON_HELP = "Why? It goes into the audit log."
+
+
+class ReasonForm(forms.Form):
+    reason = forms.CharField(max_length=500, strip=True, help_text=REASON_HELP,
+                             widget=forms.TextInput(attrs={"placeholder": "e.g. ticket #123: user asked for backup1",
+                                                           "autocomplete": "off"}))
+
+
+class ConfirmForm(ReasonForm):
+    confirm = forms.BooleanField(label="Yes, I am sure",
+                                 error_messages={"required": "Tick the box to confirm."})
+
+
+class OverrideForm(ReasonForm):
+    profile = forms.ChoiceField(label="Pin to profile")
+
+    def __init__(self, *args, provider_id=None, **kwargs):
+        super().__init__(*args, **kwargs)
+        profiles = AuthProfile.objects.order_by("provider_id", "position", "id").values_list("id", "provider_id")
+        own = [(pid, pid) for pid, prov in profiles if prov == provider_id]
+        others = [(pid, pid) for pid, prov in profiles if prov != provider_id]
+        choices = own + others
+        self.fields["profile"].choices = [("", "choose a profile…"), *choices]
+        self.order_fields(["profile", "reason"])
+
+
+class StrategyForm(ReasonForm):
+    strategy = forms.ChoiceField(choices=Strategy.choices)
+
+    field_order = ["strategy", "reason"]
+
+
+class OrderForm(ReasonForm):
+    """One position box per profile; the order is the profiles sorted by the numbers given."""
+
+    def __init__(self, *args, profiles=(), **kwargs):
+        super().__init__(*args, **kwargs)
+        self.profiles = list(profiles)
+        for rank, profile in enumerate(self.profiles, start=1):
+            self.fields[f"pos:{profile.id}"] = forms.IntegerField(
+                label=profile.id, min_value=1, max_value=10_000, initial=rank,
+                widget=forms.NumberInput(attrs={"class": "narrow"}),
+            )
+        self.order_fields([f"pos:{p.id}" for p in self.profiles] + ["reason"])
+
+    def position_fields(self):
+        return [self[f"pos:{p.id}"] for p in self.profiles]
+
+    def ordered_ids(self):
+        current = {p.id: i for i, p in enumerate(self.profiles)}
+        return sorted(current, key=lambda pid: (self.cleaned_data[f"pos:{pid}"], current[pid]))
+
+
+def _provider_choices():
+    return [("", "any provider"), *((p, p) for p in Provider.objects.values_list("id", flat=True))]
+
+
+def _profile_choices(label="any profile"):
+    return [("", label), *((p, p) for p in AuthProfile.objects.order_by("provider_id", "position", "id")
+                            .values_list("id", flat=True))]
+
+
+class SessionFilterForm(forms.Form):
+    q = forms.CharField(required=False, label="Session key contains", max_length=255)
+    provider = forms.ChoiceField(required=False)
+    source = forms.ChoiceField(required=False, label="Override", choices=[
+        ("", "any"), (OverrideSource.AUTO, "auto (failover)"), (OverrideSource.USER, "user"), ("none", "none"),
+    ])
+    profile = forms.ChoiceField(required=False, label="Pinned to or on")
+    unavailable = forms.BooleanField(required=False, label="Pinned to an unavailable profile")
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.fields["provider"].choices = _provider_choices()
+        self.fields["profile"].choices = _profile_choices()
+
+
+class EventFilterForm(forms.Form):
+    kind = forms.ChoiceField(required=False, choices=[("", "any kind"), *EventKind.choices])
+    profile = forms.CharField(required=False, max_length=255,
+                              widget=forms.TextInput(attrs={"list": "profile-ids", "placeholder": "provider:name"}))
+    session = forms.CharField(required=False, label="Session key", max_length=255)
+    source = forms.ChoiceField(required=False, choices=[
+        ("", "any source"), ("auto", "auto"), ("user", "user"), ("operator", "operator"), ("none", "none"),
+    ])
+    actor = forms.CharField(required=False, label="Actor contains", max_length=150)
+    since = forms.DateTimeField(required=False, label="From (UTC)",
+                                widget=forms.DateTimeInput(attrs={"type": "datetime-local"}))
+    until = forms.DateTimeField(required=False, label="Until (UTC)",
+                                widget=forms.DateTimeInput(attrs={"type": "datetime-local"}))

@@ -1,0 +1,33 @@
+from django import template
+from django.utils import timezone
+from django.utils.html import format_html
+from django.utils.safestring import mark_safe
+from django.utils.timesince import timesince, timeuntil
+
+register = template.Library()
+
+
+@register.simple_tag
+def stamp(value, now=None):
+    """A time in UTC with how long ago (or until) it is; '—' when empty."""
+    if not value:
+        return mark_safe('<span class="muted">—</span>')
+    now = now or timezone.now()
+    if abs((value - now).total_seconds()) < 60:
+        relative = "just now"
+    else:
+        relative = f"{timesince(value, now)} ago" if value <= now else f"in {timeuntil(value, now)}"
+    return format_html('<time datetime="{}" title="{}">{}</time> <span class="rel">{}</span>',
+                       value.isoformat(), relative, timezone.localtime(value).strftime("%Y-%m-%d %H:%M:%S"), relative)
+
+
+@register.simple_tag
+def countdown(until, now=None):
+    """A deadline that counts down live in the browser (console.js) and reads correctly without it."""
+    now = now or timezone.now()
+    seconds = max(int((until - now).total_seconds()), 0)
+    minutes, secs = divmod(seconds, 60)
+    hours, minutes = divmod(minutes, 60)
+    left = f"{hours}h {minutes:02d}m {secs:02d}s" if hours else f"{minutes}m {secs:02d}s"
+    return format_html('<span class="countdown" data-until="{}" data-now="{}">{} left</span>',
+                       until.isoformat(), now.isoformat(), left)
