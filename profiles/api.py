@@ -63,7 +63,7 @@ class ProfileDetailView(WritesNeedAdmin, APIView):
         profile = services.update_profile(profile_id, now, actor(request), **data)
         return Response(profile_state(profile, now))
 
-    @extend_schema(request=ActionRequest, responses=ProfileStateSerializer)
+    @extend_schema(request=ActionRequest, responses={200: ProfileStateSerializer})
     def delete(self, request, profile_id):
         """Delete a profile; answers with its last state."""
         data = validated(ActionRequest, request) if request.data else {}
