@@ -9,6 +9,7 @@ class SecretSafeExceptionReporterFilter(SafeExceptionReporterFilter):
     """Django's filter, made stricter.
 
     - `Authorization` headers are hidden like cookies (Django's list misses them);
+    - form fields named like secrets are hidden (the admin's `new_secret`);
     - local variables are filtered in every frame, even with DEBUG on, by name and
       inside dicts and lists (`data["secret"]` in a view frame), not only where a
       function remembered `@sensitive_variables`.
@@ -21,6 +22,18 @@ class SecretSafeExceptionReporterFilter(SafeExceptionReporterFilter):
 
     def is_active(self, request):
         return True
+
+    def get_post_parameters(self, request):
+        """Form fields named like secrets (`new_secret`, `password`, …) are hidden even when no view
+        declared them with `@sensitive_post_parameters`."""
+        params = super().get_post_parameters(request)
+        if request is None or not hasattr(params, "copy"):
+            return params
+        cleansed = params.copy()
+        for name in params:
+            if self.hidden_settings.search(name):
+                cleansed[name] = self.cleansed_substitute
+        return cleansed
 
     def get_traceback_frame_variables(self, request, tb_frame):
         return [(name, self.cleanse_setting(name, value))

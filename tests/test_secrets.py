@@ -180,3 +180,48 @@ def test_it_keeps_secrets_and_tokens_out_of_exception_reports(db, debug_logs, mo
     for report in reports:
         assert CRASHED not in report and raw_token not in report
     assert CRASHED not in debug_logs.text and raw_token not in debug_logs.text
+
+
+@pytest.fixture
+def staff_client(client, db):
+    from django.contrib.auth.models import User
+
+    client.force_login(User.objects.create_superuser("operator", "op@example.com", "pw-0123456789-long"))
+    return client
+
+
+def test_it_never_shows_a_secret_in_the_admin_or_the_console(anthropic, staff_client, debug_logs, monkeypatch):
+    """A secret set in the admin, refused in the admin, crashed in the admin: no page, report or log shows it."""
+    from django.urls import reverse
+
+    create("openai:default")
+    change = reverse("admin:profiles_authprofile_change", args=["openai:default"])
+    form = {"kind": "api_key", "position": 0, "enabled": "on", "model_cooldowns-TOTAL_FORMS": 0,
+            "model_cooldowns-INITIAL_FORMS": 0, "model_cooldowns-MIN_NUM_FORMS": 0,
+            "model_cooldowns-MAX_NUM_FORMS": 1000}
+    assert staff_client.post(change, {**form, "new_secret": PATCHED}).status_code == 302
+    assert AuthProfile.objects.get(pk="openai:default").reveal_secret() == PATCHED
+    refused = staff_client.post(change, {**form, "position": -1, "new_secret": KNOWN})
+    assert refused.status_code == 200 and KNOWN.encode() not in refused.content  # the form again, not the value
+    pages = [refused.content]
+    for url in (change, reverse("admin:profiles_authprofile_changelist"),
+                reverse("admin:profiles_authprofile_history", args=["openai:default"]),
+                reverse("admin:sessions_app_event_changelist"), "/console/", "/console/providers/openai/",
+                "/console/sessions/", "/console/events/", "/console/events.csv"):
+        response = staff_client.get(url)
+        assert response.status_code == 200, url
+        pages.append(b"".join(response.streaming_content) if response.streaming else response.content)
+
+    def crash(*args, **kwargs):
+        raise RuntimeError("admin storage exploded")
+
+    monkeypatch.setattr(profile_services, "update_profile", crash)
+    staff_client.raise_request_exception = False
+    assert staff_client.post(change, {**form, "new_secret": CRASHED}).status_code == 500
+    record = next(r for r in debug_logs.records if r.name == "django.request" and r.exc_info)
+    reporter = ExceptionReporter(record.request, *record.exc_info)
+    reports = [reporter.get_traceback_html(), reporter.get_traceback_text()]
+    assert "admin storage exploded" in reports[0] and "new_secret" in reports[0]  # the POST data is listed
+    for text in [page.decode() for page in pages] + reports + [debug_logs.text]:
+        for secret in (KNOWN, PATCHED, CRASHED):
+            assert secret not in text
