@@ -113,3 +113,27 @@ def test_it_passes_check_deploy_under_production_settings(tmp_path):
                             cwd=ROOT, env=env, capture_output=True, text=True, timeout=120)
     assert result.returncode == 0, result.stdout + result.stderr
     assert "no issues" in result.stdout
+
+
+@override_settings(AXES_FAILURE_LIMIT=3)
+def test_it_locks_out_the_console_login_too(operator, client):
+    """The console's login page goes through the same lockout."""
+    form = {"username": "operator", "password": "wrong"}
+    assert [client.post("/console/login/", form).status_code for _ in range(3)] == [200, 200, 429]
+    response = client.post("/console/login/", {**form, "password": "correct horse battery staple"})
+    assert response.status_code == 429
+    assert client.get("/console/").status_code == 302  # still not logged in
+
+
+def test_it_refuses_a_console_login_without_its_csrf_token(operator):
+    """CSRF is enforced on the console's forms: a login post without the token is refused."""
+    from django.test import Client
+
+    strict = Client(enforce_csrf_checks=True)
+    response = strict.post("/console/login/", {"username": "operator", "password": "correct horse battery staple"})
+    assert response.status_code == 403
+    page = strict.get("/console/login/")
+    token = page.cookies["csrftoken"].value
+    response = strict.post("/console/login/", {"username": "operator", "password": "correct horse battery staple",
+                                               "csrfmiddlewaretoken": token})
+    assert response.status_code == 302
