@@ -134,6 +134,7 @@ AXES_COOLOFF_TIME = env_int("AXES_COOLOFF_MINUTES", 15, minimum=1) / 60  # hours
 AXES_LOCKOUT_PARAMETERS = [["username", "ip_address"]]
 AXES_RESET_ON_SUCCESS = True
 AXES_SENSITIVE_PARAMETERS = ["password"]
+AXES_VERBOSE = env_bool("AXES_VERBOSE", False)  # no banner on every manage.py command
 
 # Exception reports (DEBUG pages, admin e-mails) never show credentials or bearer tokens.
 DEFAULT_EXCEPTION_REPORTER_FILTER = "console.reporting.SecretSafeExceptionReporterFilter"
