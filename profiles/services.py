@@ -56,11 +56,11 @@ def get_profile(raw, field="profile", lock=False):
     queryset = AuthProfile.objects.select_related("provider")
     if lock:
         queryset = queryset.select_for_update(of=("self",))
-    profile = queryset.filter(pk=f"{provider_part}:{name}").first()
+    profile = next(iter(queryset.filter(pk=f"{provider_part}:{name}").order_by()[:1]), None)
     if profile is None:
         target = ProviderAlias.objects.filter(pk=provider_part).values_list("provider_id", flat=True).first()
         if target:
-            profile = queryset.filter(pk=f"{target}:{name}").first()
+            profile = next(iter(queryset.filter(pk=f"{target}:{name}").order_by()[:1]), None)
     if profile is None:
         raise NotFound(f"unknown profile '{provider_part}:{name}'", {field: ["unknown profile"]})
     return profile

@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 
 from django.conf import settings
 from django.db import connection, transaction
-from django.db.models import Func, OuterRef, Subquery
+from django.db.models import BooleanField, Func, OuterRef, Subquery
 
 from profiles import ids, rules
 from profiles import services as profile_services
@@ -63,6 +63,12 @@ def clean_model(model):
     return model
 
 
+def _first(queryset):
+    """The one row of a unique lookup, or None: no ORDER BY (the model's default ordering costs a sort
+    and, in Django's compiler, a comparison of every selected column), just LIMIT 1."""
+    return next(iter(queryset.order_by()[:1]), None)
+
+
 def _explain_reason(candidate):
     if candidate.available:
         return "available"
@@ -85,8 +91,21 @@ def _current(session, provider_id):
 # ---------------------------------------------------------------- select
 
 
-def _session_with_model_cooldowns(model):
-    queryset = Session.objects.select_related("override_profile", "last_profile")
+# What the lock-free path reads: the session's own small fields and, of its two profiles, what
+# availability and the answer need. The rest of each profile row (the encrypted secret above all) stays
+# in the database unless the caller hands the credential out; the locked path reads whole rows.
+_STICKY_SESSION_FIELDS = ("session_key", "session_id", "last_profile", "override_profile", "override_source",
+                          "boundary_pending", "last_activity_at")
+_STICKY_PROFILE_FIELDS = ("provider", "kind", "enabled", "cooldown_until", "cooldown_reason", "disabled_until",
+                          "disabled_reason")
+
+
+def _session_with_model_cooldowns(model, with_secret=False):
+    profile_fields = _STICKY_PROFILE_FIELDS + (("secret_encrypted",) if with_secret else ())
+    queryset = Session.objects.select_related("override_profile", "last_profile").only(
+        *_STICKY_SESSION_FIELDS,
+        *(f"{related}__{name}" for related in ("override_profile", "last_profile") for name in profile_fields),
+    )
     if model:
         for prefix, column in (("override", "override_profile"), ("last", "last_profile")):
             pair = ModelCooldown.objects.filter(profile=OuterRef(column), model=model)
@@ -109,14 +128,18 @@ def _annotated_cooldown(session, profile, model):
 
 
 def select_profile(*, session_key, provider, now, actor, new_session=False, model=None, explain=False,
-                   with_lease=True):
-    """Which profile should this session use now (DESIGN §2, Select)."""
+                   with_lease=True, with_secret=False):
+    """Which profile should this session use now (DESIGN §2, Select).
+
+    `with_secret`: the caller will hand out the credential, so the lock-free path reads the encrypted
+    secret too (it leaves it in the database otherwise).
+    """
     key = ids.validate_session_key(session_key)
     provider_id = ids.normalize_provider_id(provider)
     model = clean_model(model)
     selection, known_missing = None, False
     if not new_session and not explain:
-        session = _session_with_model_cooldowns(model).filter(session_key=key).first()
+        session = _first(_session_with_model_cooldowns(model, with_secret).filter(session_key=key))
         known_missing = session is None
         if session is not None and not session.boundary_pending:
             selection = _sticky(session, provider_id, now, model)
@@ -147,9 +170,34 @@ def _sticky(session, provider_id, now, model):
     changes = {"last_activity_at": now}
     if session.last_profile_id != current.id:
         changes["last_profile"] = current
-    Session.objects.filter(pk=session.pk).update(**changes)
+    _touch(session.pk, changes)
     session.last_activity_at = now
     return selection
+
+
+class _AsynchronousCommit(Func):
+    """`set_config('synchronous_commit', 'off', true)`: this statement's own transaction commits without
+    waiting for its WAL to reach the disk (PostgreSQL; always true, so it can stand in a WHERE clause)."""
+
+    output_field = BooleanField()
+    template = "set_config('synchronous_commit', 'off', true) IS NOT NULL"
+
+    def as_sql(self, compiler, connection, **extra):
+        if connection.vendor != "postgresql":
+            return "1 = 1", []
+        return self.template, []
+
+
+def _touch(session_pk, changes):
+    """Stamp a continuing session's activity in one statement, committed asynchronously.
+
+    This stamp changes no decision by itself (it only dates the idle window of DESIGN §2), so it is
+    not worth a disk flush: waiting for one cost more than the rest of a sticky select together
+    (docs/performance.md). A crash of the database server can lose the last fraction of a second of
+    stamps (never a cooldown, an override, an event or a lease: those commit synchronously as before);
+    PostgreSQL stays consistent either way. The setting is local to this statement's transaction.
+    """
+    Session.objects.filter(_AsynchronousCommit(), pk=session_pk).update(**changes)
 
 
 def _user_selection(session, profile, reason, until):
@@ -175,7 +223,7 @@ def _load_provider(provider_raw, provider_id, model):
 def _lock_or_create(key, now, known_missing=False, **defaults):
     """The session row, locked; created first when the key is new. Returns (session, created)."""
     queryset = Session.objects.select_for_update(of=("self",)).select_related("override_profile", "last_profile")
-    session = None if known_missing else queryset.filter(session_key=key).first()
+    session = None if known_missing else _first(queryset.filter(session_key=key))
     if session is not None:
         return session, False
     candidate = Session(session_key=key, last_activity_at=now, **defaults)
@@ -543,8 +591,8 @@ def _after_report(key, profile, outcome, pair, now, actor, events):
     if still_usable:
         Session.objects.filter(session_key=key).update(last_activity_at=now)
         return None
-    session = (Session.objects.select_for_update(of=("self",)).select_related("override_profile", "last_profile")
-               .filter(session_key=key).first())
+    session = _first(Session.objects.select_for_update(of=("self",)).select_related("override_profile", "last_profile")
+                     .filter(session_key=key))
     if session is None:
         return None
     session.last_activity_at = now
