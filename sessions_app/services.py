@@ -207,9 +207,25 @@ def _user_selection(session, profile, reason, until):
                      f"user override kept although {reason} until {until.isoformat()}", cooling=True)
 
 
-def _load_provider(provider_raw, provider_id, model):
-    """(provider, profiles, model cooldowns); 404 for an unknown provider, 409 when it has no profiles."""
-    profiles, cooldowns = profile_services.provider_profiles(provider_id, model)
+def _decision_profiles(provider_id, model, now, session_key=None, ids=(), leaving=None):
+    """(profiles, model cooldowns) enough for a decision at `now`: the few candidates while one of them
+    (other than `leaving`) is available, else every profile of the provider (to find the one back soonest)."""
+    profiles, cooldowns = profile_services.provider_profiles(provider_id, model, now=now, session_key=session_key,
+                                                             ids=ids)
+    if any(p.id != leaving and rules.is_available(p, now, cooldowns.get(p.id)) for p in profiles):
+        return profiles, cooldowns
+    return profile_services.provider_profiles(provider_id, model)
+
+
+def _load_provider(provider_raw, provider_id, model, now=None, session_key=None):
+    """(provider, profiles, model cooldowns); 404 for an unknown provider, 409 when it has no profiles.
+
+    With `now`, only the profiles a decision at `now` needs (`_decision_profiles`); without, all of them.
+    """
+    if now is None:
+        profiles, cooldowns = profile_services.provider_profiles(provider_id, model)
+    else:
+        profiles, cooldowns = _decision_profiles(provider_id, model, now, session_key)
     if not profiles:
         provider = profile_services.get_provider(provider_raw)
         if provider.id != provider_id:
@@ -234,7 +250,9 @@ def _lock_or_create(key, now, known_missing=False, **defaults):
 
 def _select_locked(key, provider_raw, provider_id, now, actor, new_session, model, explain, known_missing):
     with transaction.atomic():
-        provider, profiles, cooldowns = _load_provider(provider_raw, provider_id, model)
+        provider, profiles, cooldowns = _load_provider(provider_raw, provider_id, model,
+                                                       now=None if explain else now,
+                                                       session_key=None if known_missing else key)
         ranked = rules.rank(profiles, now, provider.strategy, cooldowns)
         first = rules.first_choice(ranked)
         if first is None:
@@ -389,7 +407,8 @@ def reset_session(*, session_key, provider, now, actor, reason="reset", model=No
     model = clean_model(model)
     _validate_reset_reason(reason)
     with transaction.atomic():
-        provider_obj, profiles, cooldowns = _load_provider(provider, provider_id, model)
+        provider_obj, profiles, cooldowns = _load_provider(provider, provider_id, model, now=now,
+                                                           session_key=key)
         ranked = rules.rank(profiles, now, provider_obj.strategy, cooldowns)
         first = rules.first_choice(ranked)
         if first is None:
@@ -601,7 +620,8 @@ def _after_report(key, profile, outcome, pair, now, actor, events):
         session.save(update_fields=["last_activity_at"])
         return None
     provider = profile.provider
-    profiles, cooldowns = profile_services.provider_profiles(provider.id, pair.model if pair else None)
+    profiles, cooldowns = _decision_profiles(provider.id, pair.model if pair else None, now, ids=(profile.id,),
+                                             leaving=profile.id)
     ranked = rules.rank(profiles, now, provider.strategy, cooldowns)
     choice = rules.failover_choice(ranked, provider.last_good_id, profile.id)
     if choice is None or not choice.available:
