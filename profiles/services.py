@@ -53,10 +53,20 @@ def get_provider(raw, field="provider"):
     return provider
 
 
-def get_profile(raw, field="profile", lock=False):
-    """A profile by id; an alias in the provider part is resolved only when the plain id is not found."""
+# Columns a report never reads: the encrypted credentials and free-form metadata.
+SECRET_FIELDS = ("secret_encrypted", "refresh_encrypted", "metadata")
+
+
+def get_profile(raw, field="profile", lock=False, without_secrets=False):
+    """A profile by id; an alias in the provider part is resolved only when the plain id is not found.
+
+    `without_secrets` leaves the encrypted credentials (and metadata) in the database, for callers that
+    only read and write usage stats.
+    """
     provider_part, name = ids.split_profile_id(raw, field)
     queryset = AuthProfile.objects.select_related("provider")
+    if without_secrets:
+        queryset = queryset.defer(*SECRET_FIELDS)
     if lock:
         queryset = queryset.select_for_update(of=("self",))
     profile = next(iter(queryset.filter(pk=f"{provider_part}:{name}").order_by()[:1]), None)

@@ -563,7 +563,7 @@ def report_outcome(*, profile, outcome, now, actor, session_key=None, lease_id=N
     ids.split_profile_id(profile)
     try:
         with transaction.atomic():
-            target = profile_services.get_profile(profile, lock=True)
+            target = profile_services.get_profile(profile, lock=True, without_secrets=True)
             claim = leases.verify(lease_id, target.id, key or "") if lease_id is not None else None
             if claim is not None:
                 try:
