@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 
 from django.conf import settings
 from django.db import connection, transaction
-from django.db.models import BooleanField, Func, OuterRef, Subquery
+from django.db.models import Func, OuterRef, Subquery
 
 from profiles import ids, rules
 from profiles import services as profile_services
@@ -167,37 +167,32 @@ def _sticky(session, provider_id, now, model):
         return None  # idle long enough to go home if home is back
     else:
         selection = Selection(current, source, session, "continuing session keeps its profile")
-    changes = {"last_activity_at": now}
-    if session.last_profile_id != current.id:
-        changes["last_profile"] = current
-    _touch(session.pk, changes)
+    _touch(session.pk, now, current.id if session.last_profile_id != current.id else None)
     session.last_activity_at = now
     return selection
 
 
-class _AsynchronousCommit(Func):
-    """`set_config('synchronous_commit', 'off', true)`: this statement's own transaction commits without
-    waiting for its WAL to reach the disk (PostgreSQL; always true, so it can stand in a WHERE clause)."""
+def _touch(session_pk, now, last_profile_id=None):
+    """Stamp a continuing session's activity (and the profile it is on): one UPDATE, committed asynchronously.
 
-    output_field = BooleanField()
-    template = "set_config('synchronous_commit', 'off', true) IS NOT NULL"
-
-    def as_sql(self, compiler, connection, **extra):
-        if connection.vendor != "postgresql":
-            return "1 = 1", []
-        return self.template, []
-
-
-def _touch(session_pk, changes):
-    """Stamp a continuing session's activity in one statement, committed asynchronously.
-
-    This stamp changes no decision by itself (it only dates the idle window of DESIGN §2), so it is
-    not worth a disk flush: waiting for one cost more than the rest of a sticky select together
-    (docs/performance.md). A crash of the database server can lose the last fraction of a second of
-    stamps (never a cooldown, an override, an event or a lease: those commit synchronously as before);
-    PostgreSQL stays consistent either way. The setting is local to this statement's transaction.
+    The stamp changes no decision by itself (it only dates the idle window of DESIGN §2), so it is not
+    worth a disk flush: waiting for one cost more than the rest of a sticky select (docs/performance.md).
+    `set_config('synchronous_commit', 'off', true)` applies to this statement's own transaction only; a
+    crash of the database server can lose the last fraction of a second of stamps, never a cooldown, an
+    override, an event or a lease (those commit synchronously as before), and PostgreSQL stays consistent.
+    Plain SQL: the ORM would compile this fixed statement anew on every call.
     """
-    Session.objects.filter(_AsynchronousCommit(), pk=session_pk).update(**changes)
+    table = connection.ops.quote_name(Session._meta.db_table)
+    columns = ["last_activity_at = %s"]
+    params = [connection.ops.adapt_datetimefield_value(now)]
+    if last_profile_id is not None:
+        columns.append("last_profile_id = %s")
+        params.append(last_profile_id)
+    condition = "id = %s"
+    if connection.vendor == "postgresql":
+        condition += " AND set_config('synchronous_commit', 'off', true) IS NOT NULL"
+    with connection.cursor() as cursor:
+        cursor.execute(f"UPDATE {table} SET {', '.join(columns)} WHERE {condition}", [*params, session_pk])
 
 
 def _user_selection(session, profile, reason, until):
