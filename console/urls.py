@@ -2,12 +2,14 @@ from django.contrib import admin
 from django.urls import include, path, re_path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 
+from console import api as console_api
 from console import health, observability
 from profiles import api as profiles_api
 from profiles import services as profile_services
 from sessions_app import api as sessions_api
 
 api = [
+    path("ping", console_api.PingView.as_view(), name="ping"),
     path("select", sessions_api.SelectView.as_view(), name="select"),
     path("report", sessions_api.ReportView.as_view(), name="report"),
     path("sessions/reset", sessions_api.BulkResetView.as_view(), name="bulk-reset"),

@@ -4,8 +4,11 @@ The API, the console, the admin, the importer and the scheduler all call
 these; none of them writes usage stats by itself.
 """
 
-from django.db import transaction
+from functools import lru_cache
+
+from django.db import connection, transaction
 from django.db.models import OuterRef, Subquery
+from django.db.models.expressions import RawSQL
 
 from console import observability
 from profiles import crypto, ids, rules
@@ -55,27 +58,100 @@ def get_provider(raw, field="provider"):
     return provider
 
 
-def get_profile(raw, field="profile", lock=False):
-    """A profile by id; an alias in the provider part is resolved only when the plain id is not found."""
+# Columns a report never reads: the encrypted credentials and free-form metadata.
+SECRET_FIELDS = ("secret_encrypted", "refresh_encrypted", "metadata")
+
+
+def get_profile(raw, field="profile", lock=False, without_secrets=False):
+    """A profile by id; an alias in the provider part is resolved only when the plain id is not found.
+
+    `without_secrets` leaves the encrypted credentials (and metadata) in the database, for callers that
+    only read and write usage stats.
+    """
     provider_part, name = ids.split_profile_id(raw, field)
     queryset = AuthProfile.objects.select_related("provider")
+    if without_secrets:
+        queryset = queryset.defer(*SECRET_FIELDS)
     if lock:
         # FOR NO KEY UPDATE: sessions referencing this profile can still be written meanwhile
         # (their foreign-key checks take KEY SHARE), so report and select never wait on each other in a cycle.
         queryset = queryset.select_for_update(of=("self",), no_key=True)
-    profile = queryset.filter(pk=f"{provider_part}:{name}").first()
+    profile = next(iter(queryset.filter(pk=f"{provider_part}:{name}").order_by()[:1]), None)
     if profile is None:
         target = ProviderAlias.objects.filter(pk=provider_part).values_list("provider_id", flat=True).first()
         if target:
-            profile = queryset.filter(pk=f"{target}:{name}").first()
+            profile = next(iter(queryset.filter(pk=f"{target}:{name}").order_by()[:1]), None)
     if profile is None:
         raise NotFound(f"unknown profile '{provider_part}:{name}'", {field: ["unknown profile"]})
     return profile
 
 
-def provider_profiles(provider_id, model=None):
-    """A provider's profiles, each with its cooldown for `model` (if any) fetched in the same query."""
+# How many available profiles, in order, a decision can need: the first, and the next one when the
+# first is the profile a session is leaving.
+FEW_AVAILABLE = 2
+
+
+@lru_cache(maxsize=16)
+def _candidates_sql(vendor, with_model, with_session, extra_ids):
+    """The SQL of `_decision_candidates`, written once per shape (Django would compile it on every call).
+
+    Each part is a plain SELECT of ids; LIMITed parts are wrapped so SQLite accepts them in a UNION.
+    Ties on position are broken by id in code-point order, as the rules (Python) compare strings.
+    """
+    profile, provider = AuthProfile._meta.db_table, Provider._meta.db_table
+    collate = ' COLLATE "C"' if vendor == "postgresql" else ""  # SQLite's BINARY compares code points already
+    order = f"c.position, c.id{collate}"
+    available = ("c.provider_id = %s AND c.enabled AND (c.disabled_until IS NULL OR c.disabled_until <= %s) "
+                 "AND (c.cooldown_until IS NULL OR c.cooldown_until <= %s)")
+    if with_model:
+        available += (f" AND NOT EXISTS (SELECT 1 FROM {ModelCooldown._meta.db_table} AS m "
+                      "WHERE m.profile_id = c.id AND m.model = %s AND m.cooldown_until > %s)")
+    parts = [
+        f"SELECT id FROM (SELECT c.id FROM {profile} AS c WHERE {available} "
+        f"ORDER BY {order} LIMIT {FEW_AVAILABLE}) AS by_position",
+        f"SELECT id FROM (SELECT c.id FROM {profile} AS c WHERE {available} AND EXISTS "
+        f"(SELECT 1 FROM {provider} AS p WHERE p.id = %s AND p.strategy = '{Strategy.ROUND_ROBIN.value}') "
+        f"ORDER BY c.last_used ASC NULLS FIRST, {order} LIMIT {FEW_AVAILABLE}) AS by_use",
+        f"SELECT id FROM (SELECT c.id FROM {profile} AS c WHERE c.provider_id = %s AND c.enabled "
+        f"ORDER BY {order} LIMIT 1) AS home",
+        f"SELECT last_good_id FROM {provider} WHERE id = %s",
+    ]
+    if with_session:
+        session = Session._meta.db_table
+        parts += [f"SELECT override_profile_id FROM {session} WHERE session_key = %s",
+                  f"SELECT last_profile_id FROM {session} WHERE session_key = %s"]
+    parts += ["SELECT %s"] * extra_ids
+    return " UNION ALL ".join(parts)
+
+
+def _decision_candidates(provider_id, model, now, session_key, ids_):
+    """Which of a provider's profiles a decision at `now` can pick: (sql, params) of their ids.
+
+    The first FEW_AVAILABLE available profiles in position order and, for a round-robin provider,
+    least recently used first; the first profile an operator left on (where a continuing session
+    belongs); `last_good`; the profiles the session `session_key` is on or pinned to; and `ids_`.
+    Availability here is `rules.unavailability`'s, written in SQL.
+    """
+    available = [provider_id, now, now] + ([model, now] if model else [])
+    params = available + available + [provider_id, provider_id, provider_id]
+    if session_key is not None:
+        params += [session_key, session_key]
+    params += list(ids_)
+    sql = _candidates_sql(connection.vendor, bool(model), session_key is not None, len(ids_))
+    return sql, params
+
+
+def provider_profiles(provider_id, model=None, *, now=None, session_key=None, ids=()):
+    """A provider's profiles, each with its cooldown for `model` (if any) fetched in the same query.
+
+    With `now`, only those a decision at `now` can pick (`_decision_candidates`): a handful of rows
+    however many profiles the provider has. The rules rank them exactly as they would rank all of
+    them as long as one is available; when none is, the answer is the profile back soonest, and the
+    caller must ask again without `now` for every profile.
+    """
     queryset = AuthProfile.objects.filter(provider_id=provider_id).select_related("provider")
+    if now is not None:
+        queryset = queryset.filter(pk__in=RawSQL(*_decision_candidates(provider_id, model, now, session_key, ids)))
     if model:
         pair = ModelCooldown.objects.filter(profile=OuterRef("pk"), model=model)
         queryset = queryset.annotate(

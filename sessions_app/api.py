@@ -45,8 +45,9 @@ class SelectView(APIView):
     @extend_schema(request=SelectRequest, responses=SelectAnswerSerializer, summary="Which profile now?")
     def post(self, request):
         data = validated(SelectRequest, request)
-        selection = services.select_profile(now=timezone.now(), actor=actor(request), **data)
-        return Response(selection_answer(selection, request.auth.has_scope("credentials")))
+        with_secret = request.auth.has_scope("credentials")
+        selection = services.select_profile(now=timezone.now(), actor=actor(request), with_secret=with_secret, **data)
+        return Response(selection_answer(selection, with_secret))
 
 
 class ReportView(APIView):

@@ -6,12 +6,15 @@ profile and session key; the first report claims it (a `Lease` row keyed by
 the id), later ones are recognised as duplicates.
 """
 
+import hashlib
+import hmac
 import secrets
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from functools import lru_cache
 
 from django.conf import settings
-from django.utils.crypto import constant_time_compare, salted_hmac
+from django.utils.crypto import constant_time_compare
 
 from profiles.errors import Conflict, Invalid
 
@@ -24,9 +27,15 @@ class LeaseClaim:
     issued_at: datetime
 
 
+@lru_cache(maxsize=4)
+def _key(secret):
+    """The HMAC key `salted_hmac(SALT, …, algorithm="sha256")` derives from SECRET_KEY, derived once."""
+    return hashlib.sha256((SALT + secret).encode()).digest()
+
+
 def _signature(payload, profile_id, session_key):
-    digest = salted_hmac(SALT, f"{payload}|{profile_id}|{session_key}", algorithm="sha256").hexdigest()
-    return digest[:24]
+    message = f"{payload}|{profile_id}|{session_key}".encode()
+    return hmac.new(_key(settings.SECRET_KEY), message, hashlib.sha256).hexdigest()[:24]
 
 
 def issue(profile_id, session_key, now):

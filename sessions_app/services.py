@@ -64,6 +64,12 @@ def clean_model(model):
     return model
 
 
+def _first(queryset):
+    """The one row of a unique lookup, or None: no ORDER BY (the model's default ordering costs a sort
+    and, in Django's compiler, a comparison of every selected column), just LIMIT 1."""
+    return next(iter(queryset.order_by()[:1]), None)
+
+
 def _explain_reason(candidate):
     if candidate.available:
         return "available"
@@ -86,8 +92,21 @@ def _current(session, provider_id):
 # ---------------------------------------------------------------- select
 
 
-def _session_with_model_cooldowns(model):
-    queryset = Session.objects.select_related("override_profile", "last_profile")
+# What the lock-free path reads: the session's own small fields and, of its two profiles, what
+# availability and the answer need. The rest of each profile row (the encrypted secret above all) stays
+# in the database unless the caller hands the credential out; the locked path reads whole rows.
+_STICKY_SESSION_FIELDS = ("session_key", "session_id", "last_profile", "override_profile", "override_source",
+                          "boundary_pending", "last_activity_at")
+_STICKY_PROFILE_FIELDS = ("provider", "kind", "enabled", "cooldown_until", "cooldown_reason", "disabled_until",
+                          "disabled_reason")
+
+
+def _session_with_model_cooldowns(model, with_secret=False):
+    profile_fields = _STICKY_PROFILE_FIELDS + (("secret_encrypted",) if with_secret else ())
+    queryset = Session.objects.select_related("override_profile", "last_profile").only(
+        *_STICKY_SESSION_FIELDS,
+        *(f"{related}__{name}" for related in ("override_profile", "last_profile") for name in profile_fields),
+    )
     if model:
         for prefix, column in (("override", "override_profile"), ("last", "last_profile")):
             pair = ModelCooldown.objects.filter(profile=OuterRef(column), model=model)
@@ -110,14 +129,18 @@ def _annotated_cooldown(session, profile, model):
 
 
 def select_profile(*, session_key, provider, now, actor, new_session=False, model=None, explain=False,
-                   with_lease=True):
-    """Which profile should this session use now (DESIGN §2, Select)."""
+                   with_lease=True, with_secret=False):
+    """Which profile should this session use now (DESIGN §2, Select).
+
+    `with_secret`: the caller will hand out the credential, so the lock-free path reads the encrypted
+    secret too (it leaves it in the database otherwise).
+    """
     key = ids.validate_session_key(session_key)
     provider_id = ids.normalize_provider_id(provider)
     model = clean_model(model)
     selection, known_missing = None, False
     if not new_session and not explain:
-        session = _session_with_model_cooldowns(model).filter(session_key=key).first()
+        session = _first(_session_with_model_cooldowns(model, with_secret).filter(session_key=key))
         known_missing = session is None
         if session is not None and not session.boundary_pending:
             selection = _sticky(session, provider_id, now, model)
@@ -144,15 +167,39 @@ def _sticky(session, provider_id, now, model):
         return None  # idle long enough to go home if it is not there and home is back
     else:
         selection = Selection(current, source, session, "continuing session keeps its profile")
-    changes = {"last_activity_at": now}
-    if session.last_profile_id != current.id:
-        changes["last_profile"] = current
-    unchanged = Session.objects.filter(pk=session.pk, session_id=session.session_id,
-                                       override_profile_id=session.override_profile_id)
-    if not unchanged.update(**changes):
+    if not _touch(session, now, current.id if session.last_profile_id != current.id else None):
         return None  # a reset or an override changed the session since we read it: decide under the lock
     session.last_activity_at = now
     return selection
+
+
+def _touch(session, now, last_profile_id=None):
+    """Stamp a continuing session's activity (and the profile it is on): one UPDATE, committed asynchronously.
+
+    Only if the session still has the id and pin that were read: returns False when a reset or an
+    override changed it meanwhile, so the caller decides again under the lock.
+
+    The stamp changes no decision by itself (it only dates the idle window of DESIGN §2), so it is not
+    worth a disk flush: waiting for one cost more than the rest of a sticky select (docs/performance.md).
+    `set_config('synchronous_commit', 'off', true)` applies to this statement's own transaction only; a
+    crash of the database server can lose the last fraction of a second of stamps, never a cooldown, an
+    override, an event or a lease (those commit synchronously as before), and PostgreSQL stays consistent.
+    Plain SQL: the ORM would compile this fixed statement anew on every call.
+    """
+    table = connection.ops.quote_name(Session._meta.db_table)
+    columns = ["last_activity_at = %s"]
+    params = [connection.ops.adapt_datetimefield_value(now)]
+    if last_profile_id is not None:
+        columns.append("last_profile_id = %s")
+        params.append(last_profile_id)
+    condition = "id = %s AND session_id = %s AND override_profile_id IS NOT DISTINCT FROM %s"
+    params += [session.pk, Session._meta.get_field("session_id").get_db_prep_value(session.session_id, connection),
+               session.override_profile_id]
+    if connection.vendor == "postgresql":
+        condition += " AND set_config('synchronous_commit', 'off', true) IS NOT NULL"
+    with connection.cursor() as cursor:
+        cursor.execute(f"UPDATE {table} SET {', '.join(columns)} WHERE {condition}", params)
+        return cursor.rowcount == 1
 
 
 def _user_selection(session, profile, reason, until):
@@ -162,9 +209,25 @@ def _user_selection(session, profile, reason, until):
                      f"user override kept although {reason} until {until.isoformat()}", cooling=True)
 
 
-def _load_provider(provider_raw, provider_id, model):
-    """(provider, profiles, model cooldowns); 404 for an unknown provider, 409 when it has no profiles."""
-    profiles, cooldowns = profile_services.provider_profiles(provider_id, model)
+def _decision_profiles(provider_id, model, now, session_key=None, ids=(), leaving=None):
+    """(profiles, model cooldowns) enough for a decision at `now`: the few candidates while one of them
+    (other than `leaving`) is available, else every profile of the provider (to find the one back soonest)."""
+    profiles, cooldowns = profile_services.provider_profiles(provider_id, model, now=now, session_key=session_key,
+                                                             ids=ids)
+    if any(p.id != leaving and rules.is_available(p, now, cooldowns.get(p.id)) for p in profiles):
+        return profiles, cooldowns
+    return profile_services.provider_profiles(provider_id, model)
+
+
+def _load_provider(provider_raw, provider_id, model, now=None, session_key=None):
+    """(provider, profiles, model cooldowns); 404 for an unknown provider, 409 when it has no profiles.
+
+    With `now`, only the profiles a decision at `now` needs (`_decision_profiles`); without, all of them.
+    """
+    if now is None:
+        profiles, cooldowns = profile_services.provider_profiles(provider_id, model)
+    else:
+        profiles, cooldowns = _decision_profiles(provider_id, model, now, session_key)
     if not profiles:
         provider = profile_services.get_provider(provider_raw)
         if provider.id != provider_id:
@@ -175,9 +238,14 @@ def _load_provider(provider_raw, provider_id, model):
     return profiles[0].provider, profiles, cooldowns
 
 
-def _ranked_profiles(provider_raw, provider_id, model, now):
-    """(provider, profiles, ranked candidates, first choice); 409 when no profile can ever be chosen."""
-    provider, profiles, cooldowns = _load_provider(provider_raw, provider_id, model)
+def _ranked_profiles(provider_raw, provider_id, model, now, candidates_only=True, session_key=None):
+    """(provider, profiles, ranked candidates, first choice); 409 when no profile can ever be chosen.
+
+    `candidates_only` loads just the profiles a decision at `now` can pick (`_decision_profiles`);
+    `explain` wants every profile ranked.
+    """
+    provider, profiles, cooldowns = _load_provider(provider_raw, provider_id, model,
+                                                   now=now if candidates_only else None, session_key=session_key)
     ranked = rules.rank(profiles, now, provider.strategy, cooldowns)
     first = rules.first_choice(ranked)
     if first is None:
@@ -189,7 +257,7 @@ def _ranked_profiles(provider_raw, provider_id, model, now):
 def _lock_or_create(key, now, known_missing=False, **defaults):
     """The session row, locked; created first when the key is new. Returns (session, created)."""
     queryset = Session.objects.select_for_update(of=("self",)).select_related("override_profile", "last_profile")
-    session = None if known_missing else queryset.filter(session_key=key).first()
+    session = None if known_missing else _first(queryset.filter(session_key=key))
     if session is not None:
         return session, False
     candidate = Session(session_key=key, last_activity_at=now, **defaults)
@@ -200,7 +268,9 @@ def _lock_or_create(key, now, known_missing=False, **defaults):
 
 def _select_locked(key, provider_raw, provider_id, now, actor, new_session, model, explain, known_missing):
     with transaction.atomic():
-        provider, profiles, ranked, first = _ranked_profiles(provider_raw, provider_id, model, now)
+        provider, profiles, ranked, first = _ranked_profiles(
+            provider_raw, provider_id, model, now, candidates_only=not explain,
+            session_key=None if known_missing else key)
         session, created = _lock_or_create(key, now, known_missing, provider=provider, last_profile=first.profile)
         events = []
         if created:
@@ -362,7 +432,7 @@ def reset_session(*, session_key, provider, now, actor, reason="reset", model=No
     model = clean_model(model)
     _validate_reset_reason(reason)
     with transaction.atomic():
-        provider_obj, _, ranked, first = _ranked_profiles(provider, provider_id, model, now)
+        provider_obj, _, ranked, first = _ranked_profiles(provider, provider_id, model, now, session_key=key)
         session, _ = _lock_or_create(key, now, provider=provider_obj, last_profile=first.profile)
         events = []
         carried, dropped = _start_boundary(session, now, actor, reason, events)
@@ -510,7 +580,7 @@ def report_outcome(*, profile, outcome, now, actor, session_key=None, lease_id=N
     ids.split_profile_id(profile)
     try:
         with transaction.atomic():
-            target = profile_services.get_profile(profile, lock=True)
+            target = profile_services.get_profile(profile, lock=True, without_secrets=True)
             claim = leases.verify(lease_id, target.id, key or "") if lease_id is not None else None
             if claim is not None:
                 try:
@@ -559,8 +629,8 @@ def _after_report(key, profile, outcome, pair, now, actor, events):
     if still_usable:
         Session.objects.filter(session_key=key).update(last_activity_at=now)
         return None
-    session = (Session.objects.select_for_update(of=("self",)).select_related("override_profile", "last_profile")
-               .filter(session_key=key).first())
+    session = _first(Session.objects.select_for_update(of=("self",)).select_related("override_profile", "last_profile")
+                     .filter(session_key=key))
     if session is None:
         return None
     session.last_activity_at = now
@@ -569,7 +639,8 @@ def _after_report(key, profile, outcome, pair, now, actor, events):
         session.save(update_fields=["last_activity_at"])
         return None
     provider = profile.provider
-    profiles, cooldowns = profile_services.provider_profiles(provider.id, pair.model if pair else None)
+    profiles, cooldowns = _decision_profiles(provider.id, pair.model if pair else None, now, ids=(profile.id,),
+                                             leaving=profile.id)
     ranked = rules.rank(profiles, now, provider.strategy, cooldowns)
     choice = rules.failover_choice(ranked, provider.last_good_id, profile.id)
     if choice is None or not choice.available:

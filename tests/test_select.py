@@ -177,6 +177,18 @@ def test_it_hands_out_the_secret_only_with_the_credentials_scope(anthropic, api,
     assert answer["credential"] == {"kind": "api_key", "secret": "sk-ant-default-secret-0123456789"}
 
 
+def test_it_hands_out_the_secret_on_a_continuing_select_in_three_queries(anthropic, clock):
+    """The lock-free path leaves the secret in the database, except for a `credentials` token."""
+    from tests.conftest import make_client
+
+    client = make_client(["gateway", "credentials"])
+    select(client)
+    with CaptureQueriesContext(connection) as queries:
+        answer = select(client)
+    assert answer["credential"] == {"kind": "api_key", "secret": "sk-ant-default-secret-0123456789"}
+    assert len(statements(queries)) <= 3, statements(queries)
+
+
 def test_it_skips_a_user_pin_on_a_profile_an_operator_switched_off(anthropic, api, clock):
     """An operator's switch outranks a person's pin: the pin stays, the answer moves on."""
     api.put(f"/api/sessions/{KEY}/override", {"profile": "anthropic:backup1"}, format="json")
