@@ -13,6 +13,7 @@ from console.display import profile_status
 from profiles import services
 from profiles.errors import ServiceError
 from profiles.models import AuthProfile, ModelCooldown, Provider, ProviderAlias
+from sessions_app.admin import ReadOnlyAdmin
 
 USAGE_STATS = ("error_count", "failure_counts", "cooldown_until", "cooldown_reason", "disabled_until",
                "disabled_reason", "last_used", "last_success_at", "last_failure_at")
@@ -173,17 +174,8 @@ class AuthProfileAdmin(admin.ModelAdmin):
 
 
 @admin.register(ModelCooldown)
-class ModelCooldownAdmin(admin.ModelAdmin):
+class ModelCooldownAdmin(ReadOnlyAdmin):
     list_display = ("profile", "model", "error_count", "cooldown_until", "cooldown_reason", "last_failure_at")
     list_select_related = ("profile",)
     search_fields = ("profile__id", "model")
     readonly_fields = ("profile", "model", "error_count", "cooldown_until", "cooldown_reason", "last_failure_at")
-
-    def has_add_permission(self, request):
-        return False
-
-    def has_change_permission(self, request, obj=None):
-        return False
-
-    def has_delete_permission(self, request, obj=None):
-        return False

@@ -44,6 +44,8 @@ class SessionAdmin(admin.ModelAdmin):
 
 
 class ReadOnlyAdmin(admin.ModelAdmin):
+    """Records nobody edits by hand: events, lease reports, model cooldowns."""
+
     def has_add_permission(self, request):
         return False
 
