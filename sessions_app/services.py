@@ -630,7 +630,10 @@ def _after_report(key, profile, outcome, pair, now, actor, events):
     if still_usable:
         Session.objects.filter(session_key=key).update(last_activity_at=now)
         return None
+    # The whole session row (it is saved back), but of its two profiles only what names them.
     session = _first(Session.objects.select_for_update(of=("self",)).select_related("override_profile", "last_profile")
+                     .only(*(f.name for f in Session._meta.concrete_fields), "override_profile__provider",
+                           "last_profile__provider")
                      .filter(session_key=key))
     if session is None:
         return None
