@@ -272,7 +272,7 @@ def _select_locked(key, provider_raw, provider_id, now, actor, new_session, mode
     with transaction.atomic():
         provider, profiles, cooldowns = _load_provider(provider_raw, provider_id, model,
                                                        now=None if explain else now,
-                                                       session_key=None if known_missing else key)
+                                                       session_key=key)
         ranked = rules.rank(profiles, now, provider.strategy, cooldowns)
         first = rules.first_choice(ranked)
         if first is None:
