@@ -93,3 +93,17 @@ def test_it_counts_one_report_for_concurrent_retries_of_one_lease(profiles, raw_
     assert profile.error_count == 1 and profile.failure_counts == {"billing": 1}
     assert Event.objects.filter(kind="disabled").count() == 1
     assert Event.objects.filter(kind="override_set", session_key="s").count() == 1
+
+
+def test_it_commits_only_the_activity_stamp_asynchronously(profiles, raw_token):
+    """The sticky select's stamp skips the disk flush; the connection's next transaction flushes again."""
+    client = APIClient()
+    client.credentials(HTTP_AUTHORIZATION=f"Bearer {raw_token}")
+    body = {"session_key": "stamp", "provider": "anthropic"}
+    assert client.post("/api/select", body, format="json").status_code == 200
+    before = Session.objects.get(session_key="stamp").last_activity_at
+    assert client.post("/api/select", body, format="json").status_code == 200  # sticky: one async UPDATE
+    assert Session.objects.get(session_key="stamp").last_activity_at > before
+    with connection.cursor() as cursor:
+        cursor.execute("SHOW synchronous_commit")
+        assert cursor.fetchone()[0] == "on"
