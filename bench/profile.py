@@ -8,7 +8,8 @@ No HTTP server and no load generator: the figures are one process's own cost
 time when the machine is shared). Uses its own database (BENCH_DB, default
 `authbroker_bench_profile`, dropped at the end) with BENCH_SESSIONS sessions
 (default 10,000) and BENCH_PROFILES profiles (1,000). Needs pyinstrument for the
-tree (`pip install -e ".[bench]"`).
+tree (`pip install -e ".[bench]"`). BENCH_PROFILE_ONLY=ping,select_new limits the endpoints and
+BENCH_PROFILE_REQUESTS (300) sets the count.
 """
 
 import io
@@ -95,7 +96,8 @@ def main():
             report(counter["fail"], "rate_limit")
 
         endpoints = {f.__name__: f for f in (ping, select_continue, select_new, report_success, report_failure)}
-        for name, fn in endpoints.items():
+        only = [n for n in os.environ.get("BENCH_PROFILE_ONLY", "").split(",") if n] or list(endpoints)
+        for name, fn in ((n, endpoints[n]) for n in only):
             for _ in range(20):
                 fn()
             wall, cpu = time.perf_counter(), time.process_time()

@@ -82,7 +82,11 @@ def database_from_url(url):
             "PORT": str(parsed.port or ""),
             "CONN_MAX_AGE": env_int("DATABASE_CONN_MAX_AGE", 600),
             "CONN_HEALTH_CHECKS": True,
-            "OPTIONS": {"connect_timeout": int(options.pop("connect_timeout", 3)), **options},
+            # Server-side binding lets psycopg prepare the statements a worker repeats (after 5 runs), so
+            # PostgreSQL stops planning the hot queries anew each time (docs/performance.md). Off for a
+            # pooler in transaction mode (PgBouncer), which cannot keep prepared statements.
+            "OPTIONS": {"connect_timeout": int(options.pop("connect_timeout", 3)),
+                        "server_side_binding": env_bool("DATABASE_SERVER_SIDE_BINDING", True), **options},
         }
     raise ImproperlyConfigured(f"DATABASE_URL scheme {parsed.scheme!r} is not supported (use postgres:// or sqlite:///)")
 

@@ -7,7 +7,7 @@ these; none of them writes usage stats by itself.
 from functools import lru_cache
 
 from django.db import connection, transaction
-from django.db.models import OuterRef, Subquery
+from django.db.models import BooleanField, OuterRef, Subquery
 from django.db.models.expressions import RawSQL
 
 from console import observability
@@ -116,16 +116,20 @@ def _candidates_sql(vendor, with_model, with_session, extra_ids):
         f"ORDER BY {order} LIMIT 1) AS home",
         f"SELECT last_good_id FROM {provider} WHERE id = %s",
     ]
-    if with_session:
+    if with_session:  # the session's profiles, when they are this provider's
         session = Session._meta.db_table
-        parts += [f"SELECT override_profile_id FROM {session} WHERE session_key = %s",
-                  f"SELECT last_profile_id FROM {session} WHERE session_key = %s"]
-    parts += ["SELECT %s"] * extra_ids
-    return " UNION ALL ".join(parts)
+        parts += [f"SELECT c.id FROM {session} AS s JOIN {profile} AS c ON c.id = s.{column} "
+                  "WHERE s.session_key = %s AND c.provider_id = %s"
+                  for column in ("override_profile_id", "last_profile_id")]
+    parts += [f"SELECT c.id FROM {profile} AS c WHERE c.id = %s AND c.provider_id = %s"] * extra_ids
+    union = " UNION ALL ".join(parts)
+    if vendor == "postgresql":  # the ids first, then primary-key lookups (IN invites a scan of every profile)
+        return f'"{profile}"."id" = ANY(ARRAY({union}))'
+    return f'"{profile}"."id" IN ({union})'
 
 
 def _decision_candidates(provider_id, model, now, session_key, ids_):
-    """Which of a provider's profiles a decision at `now` can pick: (sql, params) of their ids.
+    """Which of a provider's profiles a decision at `now` can pick: (sql, params) of a condition on their ids.
 
     The first FEW_AVAILABLE available profiles in position order and, for a round-robin provider,
     least recently used first; the first profile an operator left on (where a continuing session
@@ -135,8 +139,9 @@ def _decision_candidates(provider_id, model, now, session_key, ids_):
     available = [provider_id, now, now] + ([model, now] if model else [])
     params = available + available + [provider_id, provider_id, provider_id]
     if session_key is not None:
-        params += [session_key, session_key]
-    params += list(ids_)
+        params += [session_key, provider_id, session_key, provider_id]
+    for profile_id in ids_:
+        params += [profile_id, provider_id]
     sql = _candidates_sql(connection.vendor, bool(model), session_key is not None, len(ids_))
     return sql, params
 
@@ -149,16 +154,19 @@ def provider_profiles(provider_id, model=None, *, now=None, session_key=None, id
     them as long as one is available; when none is, the answer is the profile back soonest, and the
     caller must ask again without `now` for every profile.
     """
-    queryset = AuthProfile.objects.filter(provider_id=provider_id).select_related("provider")
-    if now is not None:
-        queryset = queryset.filter(pk__in=RawSQL(*_decision_candidates(provider_id, model, now, session_key, ids)))
+    if now is None:
+        queryset = AuthProfile.objects.filter(provider_id=provider_id)
+    else:  # every part of the candidates' SQL is this provider's: a lookup by primary key, not a provider scan
+        sql, params = _decision_candidates(provider_id, model, now, session_key, ids)
+        queryset = AuthProfile.objects.filter(RawSQL(sql, params, output_field=BooleanField()))
+    queryset = queryset.select_related("provider")
     if model:
         pair = ModelCooldown.objects.filter(profile=OuterRef("pk"), model=model)
         queryset = queryset.annotate(
             model_cooldown_until=Subquery(pair.values("cooldown_until")[:1]),
             model_cooldown_reason=Subquery(pair.values("cooldown_reason")[:1]),
         )
-    profiles = list(queryset)
+    profiles = [p for p in queryset if p.provider_id == provider_id]  # (a last_good of another provider)
     cooldowns = {}
     for profile in profiles:
         until = getattr(profile, "model_cooldown_until", None)

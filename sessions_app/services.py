@@ -261,16 +261,40 @@ def _lock_or_create(key, now, known_missing=False, **defaults):
     if session is not None:
         return session, False
     candidate = Session(session_key=key, last_activity_at=now, **defaults)
-    Session.objects.bulk_create([candidate], ignore_conflicts=True)
-    session = queryset.get(session_key=key)
-    return session, session.session_id == candidate.session_id
+    if _insert_if_new(candidate):
+        return candidate, True  # our own new row: no other transaction can lock it before we commit
+    return queryset.get(session_key=key), False
+
+
+def _insert_if_new(session):
+    """INSERT … ON CONFLICT DO NOTHING RETURNING id: True (and `session` saved) when this call created the row.
+
+    One statement instead of an insert and a re-read; when another request created the key first, the
+    insert waits for it, does nothing, and the caller reads that row under a lock.
+    """
+    fields = [f for f in Session._meta.concrete_fields if not f.primary_key]
+    columns = ", ".join(connection.ops.quote_name(f.column) for f in fields)
+    params = [f.get_db_prep_save(f.pre_save(session, True), connection) for f in fields]
+    table, pk = connection.ops.quote_name(Session._meta.db_table), connection.ops.quote_name(Session._meta.pk.column)
+    unique = connection.ops.quote_name(Session._meta.get_field("session_key").column)
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"INSERT INTO {table} ({columns}) VALUES ({', '.join(['%s'] * len(fields))}) "
+            f"ON CONFLICT ({unique}) DO NOTHING RETURNING {pk}",
+            params,
+        )
+        row = cursor.fetchone()
+    if row is None:
+        return False
+    session.pk = row[0]
+    session._state.adding, session._state.db = False, connection.alias
+    return True
 
 
 def _select_locked(key, provider_raw, provider_id, now, actor, new_session, model, explain, known_missing):
     with transaction.atomic():
         provider, profiles, ranked, first = _ranked_profiles(
-            provider_raw, provider_id, model, now, candidates_only=not explain,
-            session_key=None if known_missing else key)
+            provider_raw, provider_id, model, now, candidates_only=not explain, session_key=key)
         session, created = _lock_or_create(key, now, known_missing, provider=provider, last_profile=first.profile)
         events = []
         if created:
@@ -629,7 +653,10 @@ def _after_report(key, profile, outcome, pair, now, actor, events):
     if still_usable:
         Session.objects.filter(session_key=key).update(last_activity_at=now)
         return None
+    # The whole session row (it is saved back), but of its two profiles only what names them.
     session = _first(Session.objects.select_for_update(of=("self",)).select_related("override_profile", "last_profile")
+                     .only(*(f.name for f in Session._meta.concrete_fields), "override_profile__provider",
+                           "last_profile__provider")
                      .filter(session_key=key))
     if session is None:
         return None

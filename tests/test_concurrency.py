@@ -160,3 +160,17 @@ def test_it_never_deadlocks_a_report_against_a_new_session_select(profiles, monk
     errors = race_with_a_slow_report(monkeypatch, lambda: session_services.select_profile(
         session_key="s1", provider="anthropic", new_session=True, now=timezone.now(), actor="b"))
     assert errors == []
+
+
+def test_it_commits_only_the_activity_stamp_asynchronously(profiles, raw_token):
+    """The sticky select's stamp skips the disk flush; the connection's next transaction flushes again."""
+    client = APIClient()
+    client.credentials(HTTP_AUTHORIZATION=f"Bearer {raw_token}")
+    body = {"session_key": "stamp", "provider": "anthropic"}
+    assert client.post("/api/select", body, format="json").status_code == 200
+    before = Session.objects.get(session_key="stamp").last_activity_at
+    assert client.post("/api/select", body, format="json").status_code == 200  # sticky: one async UPDATE
+    assert Session.objects.get(session_key="stamp").last_activity_at > before
+    with connection.cursor() as cursor:
+        cursor.execute("SHOW synchronous_commit")
+        assert cursor.fetchone()[0] == "on"
