@@ -29,6 +29,7 @@ from profiles.errors import Invalid
 from profiles.models import AuthProfile, Kind, ModelCooldown, Provider, Strategy
 from profiles.services import new_event, write_events
 from sessions_app.models import EventKind, OverrideSource, Session
+from sessions_app.services import override_state
 
 ACTOR = "import:openclaw"
 REASON = "imported from openclaw"
@@ -656,16 +657,9 @@ class _Importer:
 
 
 def _override_state(session):
-    if not session.override_profile_id:
-        return None
-    return {
-        "profile": session.override_profile_id,
-        "source": session.override_source,
-        "compaction_count": session.override_compaction_count,
-        "set_at": _jsonable(session.override_set_at),
-        "set_by": session.override_set_by,
-        "reason": session.override_reason,
-    }
+    """The session's override as events show it, with openclaw's compaction stamp."""
+    state = override_state(session)
+    return None if state is None else {**state, "compaction_count": session.override_compaction_count}
 
 
 # ---------------------------------------------------------------- export

@@ -30,16 +30,6 @@ def profile_state(profile, now):
     }
 
 
-def model_cooldown_state(pair, now):
-    return {
-        "model": pair.model,
-        "cooldown_until": iso(pair.cooldown_until),
-        "cooldown_reason": pair.cooldown_reason or None,
-        "error_count": pair.error_count,
-        "active": bool(pair.cooldown_until and pair.cooldown_until > now),
-    }
-
-
 def provider_state(provider, profiles, aliases, now):
     return {
         "id": provider.id,

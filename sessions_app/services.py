@@ -8,7 +8,7 @@ events in the same transaction as the change they record.
 import math
 import re
 import uuid
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from django.conf import settings
 from django.db import connection, transaction
@@ -48,12 +48,6 @@ class ResetResult:
     carried: str | None
     dropped: str | None
     selection: Selection
-
-
-@dataclass
-class ReportResult:
-    answer: dict
-    events: list = field(default_factory=list)
 
 
 def clean_model(model):
