@@ -29,6 +29,7 @@ test: install
 
 lint: install
 	$(PY) -m ruff check .
+	$(VENV)/bin/lint-imports
 	$(PY) manage.py makemigrations --check --dry-run
 
 serve: migrate

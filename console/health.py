@@ -3,7 +3,7 @@
 from django.db import connection
 from django.http import JsonResponse
 
-from console.errors import error_response
+from console.api.errors import error_response
 
 
 def healthz(request):

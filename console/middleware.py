@@ -3,7 +3,7 @@
 from django.conf import settings
 from django.db import InterfaceError, OperationalError
 
-from console.errors import error_response
+from console.api.errors import error_response
 
 
 class ApiGuardMiddleware:

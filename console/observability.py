@@ -128,11 +128,19 @@ def _after_commit(events, request_id):
         )
 
 
-def events_written(events):
-    """Called with the events of a state change: counted and logged once its transaction commits."""
-    if events:
-        request_id = request_id_var.get()
-        transaction.on_commit(lambda: _after_commit(list(events), request_id))
+def on_events_written(sender, events, **kwargs):
+    """Receiver of `profiles.events.events_written` (connected in `ConsoleConfig.ready`): the state
+    change is counted and logged once its transaction commits, with the id of the request that made it."""
+    request_id = request_id_var.get()
+    transaction.on_commit(lambda: _after_commit(events, request_id))
+
+
+def count_selection(selection):
+    SELECTIONS.labels(selection.source, str(selection.all_unavailable).lower()).inc()
+
+
+def count_report(outcome, answer):
+    REPORTS.labels(outcome, str(bool(answer.get("duplicate"))).lower()).inc()
 
 
 # ---------------------------------------------------------------- /metrics

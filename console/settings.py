@@ -200,13 +200,13 @@ if not DEBUG and env_bool("AUTHBROKER_HTTPS", False):
     SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
 
 REST_FRAMEWORK = {
-    "DEFAULT_AUTHENTICATION_CLASSES": ["console.auth.BearerTokenAuthentication"],
-    "DEFAULT_PERMISSION_CLASSES": ["console.auth.GatewayScope"],
+    "DEFAULT_AUTHENTICATION_CLASSES": ["console.api.auth.BearerTokenAuthentication"],
+    "DEFAULT_PERMISSION_CLASSES": ["console.api.auth.GatewayScope"],
     "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
-    "DEFAULT_PARSER_CLASSES": ["console.parsers.SafeJSONParser"],
+    "DEFAULT_PARSER_CLASSES": ["console.api.parsers.SafeJSONParser"],
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
-    "EXCEPTION_HANDLER": "console.errors.api_exception_handler",
-    "DEFAULT_THROTTLE_CLASSES": ["console.auth.TokenRateThrottle"],
+    "EXCEPTION_HANDLER": "console.api.errors.api_exception_handler",
+    "DEFAULT_THROTTLE_CLASSES": ["console.api.auth.TokenRateThrottle"],
     "UNAUTHENTICATED_USER": None,
     "STRICT_JSON": True,
     "COERCE_DECIMAL_TO_STRING": False,
@@ -220,11 +220,11 @@ SPECTACULAR_SETTINGS = {
     "COMPONENT_SPLIT_REQUEST": True,
     "SWAGGER_UI_DIST": "SIDECAR",
     "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
-    "POSTPROCESSING_HOOKS": ["drf_spectacular.hooks.postprocess_schema_enums", "console.schema.add_error_responses"],
+    "POSTPROCESSING_HOOKS": ["drf_spectacular.hooks.postprocess_schema_enums", "console.api.schema.add_error_responses"],
     "ENUM_NAME_OVERRIDES": {
         "ProfileKindEnum": "profiles.models.Kind.values",
         "StrategyEnum": "profiles.models.Strategy",
-        "EventKindEnum": "sessions_app.models.EventKind",
+        "EventKindEnum": "profiles.models.EventKind",
     },
 }
 

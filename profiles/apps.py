@@ -3,4 +3,4 @@ from django.apps import AppConfig
 
 class ProfilesConfig(AppConfig):
     name = "profiles"
-    verbose_name = "providers and auth profiles"
+    verbose_name = "providers, auth profiles and the audit log"

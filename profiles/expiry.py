@@ -17,9 +17,8 @@ from django.db import transaction
 from django.db.models import Q
 
 from profiles import rules
-from profiles.models import AuthProfile, ModelCooldown
-from profiles.services import SYSTEM, new_event, write_events
-from sessions_app.models import EventKind
+from profiles.events import SYSTEM, new_event, write_events
+from profiles.models import AuthProfile, EventKind, ModelCooldown
 
 # The fields a claim compares: every report and operator action that touches
 # a window or the counts changes at least one of them.

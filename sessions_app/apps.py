@@ -4,4 +4,4 @@ from django.apps import AppConfig
 class SessionsAppConfig(AppConfig):
     name = "sessions_app"
     label = "sessions_app"
-    verbose_name = "sessions and audit log"
+    verbose_name = "sessions"

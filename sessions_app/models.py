@@ -1,4 +1,7 @@
-"""Sessions with their override and its provenance, lease reports, and the audit log."""
+"""Sessions with their override and its provenance, and lease reports.
+
+The audit log (`Event`) lives in `profiles.models`: both layers write it.
+"""
 
 import uuid
 
@@ -77,67 +80,3 @@ class Lease(models.Model):
 
     def __str__(self):
         return self.lease_id
-
-
-class EventKind(models.TextChoices):
-    OVERRIDE_SET = "override_set"
-    OVERRIDE_CARRIED = "override_carried"
-    OVERRIDE_DROPPED = "override_dropped"
-    OVERRIDE_CLEARED = "override_cleared"
-    SESSION_RESET = "session_reset"
-    COOLDOWN_STARTED = "cooldown_started"
-    COOLDOWN_EXTENDED = "cooldown_extended"
-    COOLDOWN_EXPIRED = "cooldown_expired"
-    COOLDOWN_CLEARED = "cooldown_cleared"
-    DISABLED = "disabled"
-    DISABLE_EXPIRED = "disable_expired"
-    ENABLED = "enabled"
-    PROFILE_CREATED = "profile_created"
-    PROFILE_CHANGED = "profile_changed"
-    PROFILE_DELETED = "profile_deleted"
-    PROVIDER_CHANGED = "provider_changed"
-
-
-class EventQuerySet(models.QuerySet):
-    def update(self, **kwargs):
-        raise TypeError("events are append-only")
-
-    def delete(self):
-        raise TypeError("events are append-only; use sessions_app.services.purge_events for retention")
-
-
-class Event(models.Model):
-    """An append-only audit record. Names sessions and profiles by id so history outlives them."""
-
-    at = models.DateTimeField(db_index=True)
-    kind = models.CharField(max_length=32, choices=EventKind.choices)
-    actor = models.CharField(max_length=150)
-    reason = models.CharField(max_length=500, blank=True, default="")
-    source = models.CharField(max_length=16, blank=True, default="")
-    session_key = models.CharField(max_length=255, blank=True, default="")
-    profile_id = models.CharField(max_length=255, blank=True, default="")
-    provider_id = models.CharField(max_length=64, blank=True, default="")
-    model = models.CharField(max_length=190, blank=True, default="")
-    before = models.JSONField(default=dict, blank=True)
-    after = models.JSONField(default=dict, blank=True)
-
-    objects = EventQuerySet.as_manager()
-
-    class Meta:
-        ordering = ["-id"]
-        indexes = [
-            models.Index(fields=["session_key", "-id"], name="event_session"),
-            models.Index(fields=["profile_id", "-id"], name="event_profile"),
-            models.Index(fields=["kind", "-id"], name="event_kind"),
-        ]
-
-    def __str__(self):
-        return f"{self.at:%Y-%m-%d %H:%M:%S} {self.kind}"
-
-    def save(self, *args, **kwargs):
-        if not self._state.adding:
-            raise TypeError("events are append-only")
-        super().save(*args, **kwargs)
-
-    def delete(self, *args, **kwargs):
-        raise TypeError("events are append-only")

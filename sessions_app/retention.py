@@ -12,8 +12,8 @@ from datetime import timedelta
 
 from django.conf import settings
 
+from profiles.queries import purge_events
 from sessions_app.models import Lease
-from sessions_app.services import purge_events
 
 
 def lease_retention():

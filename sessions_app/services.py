@@ -14,15 +14,14 @@ from django.conf import settings
 from django.db import connection, transaction
 from django.db.models import Func, OuterRef, Subquery
 
-from console import observability
 from profiles import ids, rules
 from profiles import services as profile_services
 from profiles.errors import Conflict, Invalid, NotFound
-from profiles.models import AuthProfile, ModelCooldown, Strategy
+from profiles.events import SYSTEM, new_event, write_events
+from profiles.models import AuthProfile, EventKind, ModelCooldown, Strategy
 from profiles.presenters import profile_state
-from profiles.services import new_event, write_events
-from sessions_app import leases
-from sessions_app.models import EventKind, Lease, OverrideSource, Session
+from sessions_app import leases, queries
+from sessions_app.models import Lease, OverrideSource, Session
 
 RESET_REASONS = ("new", "reset", "restart", "expiry")
 MODEL_RE = re.compile(r"^[^\x00-\x1f\x7f]{1,190}$")
@@ -56,12 +55,6 @@ def clean_model(model):
     if not isinstance(model, str) or not MODEL_RE.match(model):
         raise Invalid("model must be a string of 1–190 printable characters", {"model": ["invalid model name"]})
     return model
-
-
-def _first(queryset):
-    """The one row of a unique lookup, or None: no ORDER BY (the model's default ordering costs a sort
-    and, in Django's compiler, a comparison of every selected column), just LIMIT 1."""
-    return next(iter(queryset.order_by()[:1]), None)
 
 
 def _explain_reason(candidate):
@@ -134,7 +127,7 @@ def select_profile(*, session_key, provider, now, actor, new_session=False, mode
     model = clean_model(model)
     selection, known_missing = None, False
     if not new_session and not explain:
-        session = _first(_session_with_model_cooldowns(model, with_secret).filter(session_key=key))
+        session = queries.first(_session_with_model_cooldowns(model, with_secret).filter(session_key=key))
         known_missing = session is None
         if session is not None and not session.boundary_pending:
             selection = _sticky(session, provider_id, now, model)
@@ -143,7 +136,6 @@ def select_profile(*, session_key, provider, now, actor, new_session=False, mode
                                    known_missing)
     if with_lease:
         selection.lease_id = leases.issue(selection.profile.id, key, now)
-    observability.SELECTIONS.labels(selection.source, str(selection.all_unavailable).lower()).inc()
     return selection
 
 
@@ -206,11 +198,11 @@ def _user_selection(session, profile, reason, until):
 def _decision_profiles(provider_id, model, now, session_key=None, ids=(), leaving=None):
     """(profiles, model cooldowns) enough for a decision at `now`: the few candidates while one of them
     (other than `leaving`) is available, else every profile of the provider (to find the one back soonest)."""
-    profiles, cooldowns = profile_services.provider_profiles(provider_id, model, now=now, session_key=session_key,
+    profiles, cooldowns = queries.provider_profiles(provider_id, model, now=now, session_key=session_key,
                                                              ids=ids)
     if any(p.id != leaving and rules.is_available(p, now, cooldowns.get(p.id)) for p in profiles):
         return profiles, cooldowns
-    return profile_services.provider_profiles(provider_id, model)
+    return queries.provider_profiles(provider_id, model)
 
 
 def _load_provider(provider_raw, provider_id, model, now=None, session_key=None):
@@ -219,13 +211,13 @@ def _load_provider(provider_raw, provider_id, model, now=None, session_key=None)
     With `now`, only the profiles a decision at `now` needs (`_decision_profiles`); without, all of them.
     """
     if now is None:
-        profiles, cooldowns = profile_services.provider_profiles(provider_id, model)
+        profiles, cooldowns = queries.provider_profiles(provider_id, model)
     else:
         profiles, cooldowns = _decision_profiles(provider_id, model, now, session_key)
     if not profiles:
         provider = profile_services.get_provider(provider_raw)
         if provider.id != provider_id:
-            profiles, cooldowns = profile_services.provider_profiles(provider.id, model)
+            profiles, cooldowns = queries.provider_profiles(provider.id, model)
         if not profiles:
             raise Conflict(f"provider {provider.id!r} has no profiles", {"provider": ["has no profiles"]},
                            code="no_profiles")
@@ -251,7 +243,7 @@ def _ranked_profiles(provider_raw, provider_id, model, now, candidates_only=True
 def _lock_or_create(key, now, known_missing=False, **defaults):
     """The session row, locked; created first when the key is new. Returns (session, created)."""
     queryset = Session.objects.select_for_update(of=("self",)).select_related("override_profile", "last_profile")
-    session = None if known_missing else _first(queryset.filter(session_key=key))
+    session = None if known_missing else queries.first(queryset.filter(session_key=key))
     if session is not None:
         return session, False
     candidate = Session(session_key=key, last_activity_at=now, **defaults)
@@ -374,7 +366,7 @@ def _continuing_choice(session, provider, profiles, ranked, now, actor, events):
             reason = f"{home.id} is available again and the session was idle over " \
                      f"{settings.AUTHBROKER_CACHE_IDLE_SECONDS} s"
             if source == OverrideSource.AUTO:
-                _clear_override(session, now, profile_services.SYSTEM, reason, events)
+                _clear_override(session, now, SYSTEM, reason, events)
             return Selection(home, "default", session, f"returned to {home.id}: {reason}")
         return Selection(candidate.profile, source, session, "continuing session keeps its profile")
     choice = rules.failover_choice(ranked, provider.last_good_id, current.id)
@@ -545,6 +537,20 @@ def clear_override(*, session_key, now, actor, reason=""):
     return session
 
 
+@transaction.atomic
+def delete_profile(profile_id, now, actor, reason=""):
+    """Delete a profile; sessions pinned to it lose the pin, with an event each, in the same transaction."""
+    profile = profile_services.get_profile(profile_id, lock=True)
+    pinned = list(Session.objects.select_for_update(of=("self",)).filter(override_profile=profile).order_by("pk"))
+    events = []
+    for session in pinned:
+        session.override_profile = profile  # (the pin's provider, for the event)
+        _clear_override(session, now, actor, "profile deleted", events)
+        session.save()
+    write_events(events)
+    return profile_services.delete_profile(profile.id, now, actor, reason)
+
+
 def get_session(session_key):
     key = ids.validate_session_key(session_key)
     session = Session.objects.select_related("override_profile", "last_profile").filter(session_key=key).first()
@@ -617,9 +623,7 @@ def report_outcome(*, profile, outcome, now, actor, session_key=None, lease_id=N
             write_events(events)
     except _DuplicateLease:
         stored = Lease.objects.get(pk=lease_id)
-        observability.REPORTS.labels(outcome, "true").inc()
         return {**stored.answer, "duplicate": True}
-    observability.REPORTS.labels(outcome, "false").inc()
     return answer
 
 
@@ -648,7 +652,7 @@ def _after_report(key, profile, outcome, pair, now, actor, events):
         Session.objects.filter(session_key=key).update(last_activity_at=now)
         return None
     # The whole session row (it is saved back), but of its two profiles only what names them.
-    session = _first(Session.objects.select_for_update(of=("self",)).select_related("override_profile", "last_profile")
+    session = queries.first(Session.objects.select_for_update(of=("self",)).select_related("override_profile", "last_profile")
                      .only(*(f.name for f in Session._meta.concrete_fields), "override_profile__provider",
                            "last_profile__provider")
                      .filter(session_key=key))
@@ -673,11 +677,3 @@ def _after_report(key, profile, outcome, pair, now, actor, events):
     session.last_profile = choice.profile
     session.save()
     return {"profile": choice.profile.id, "source": OverrideSource.AUTO.value}
-
-
-def purge_events(before):
-    """Retention: delete events older than `before` (the only way events are ever removed)."""
-    from sessions_app.models import Event
-
-    return Event.objects.filter(at__lt=before)._raw_delete(Event.objects.db)
-

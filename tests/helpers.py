@@ -1,6 +1,6 @@
 """Small helpers that keep the tests about behaviour rather than plumbing."""
 
-from sessions_app.models import Event
+from profiles.models import Event
 
 
 def select(client, session_key="agent:main:telegram:dm:42", provider="anthropic", **extra):

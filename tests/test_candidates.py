@@ -6,6 +6,7 @@ from datetime import timedelta
 from profiles import rules
 from profiles import services as profile_services
 from profiles.models import AuthProfile, ModelCooldown, Provider, Strategy
+from sessions_app import queries
 from sessions_app.models import Session
 from tests.conftest import T0
 
@@ -48,8 +49,8 @@ def test_it_chooses_from_the_candidates_as_from_every_profile(db):
         session.override_source = "user" if session.override_profile else ""
         session.save()
         model = rng.choice([None, "m1"])
-        everything, all_cooldowns = profile_services.provider_profiles("acme", model)
-        few, cooldowns = profile_services.provider_profiles("acme", model, now=T0, session_key="s1",
+        everything, all_cooldowns = queries.provider_profiles("acme", model)
+        few, cooldowns = queries.provider_profiles("acme", model, now=T0, session_key="s1",
                                                             ids=(leaving.id,))
         if not any(rules.is_available(p, T0, cooldowns.get(p.id)) for p in few if p.id != leaving.id):
             continue  # the callers load every profile then

@@ -12,9 +12,9 @@ from rest_framework.test import APIClient
 
 from console.models import ApiToken
 from profiles import services as profile_services
-from profiles.models import AuthProfile
+from profiles.models import AuthProfile, Event
 from sessions_app import services as session_services
-from sessions_app.models import Event, Lease, Session
+from sessions_app.models import Lease, Session
 from tests.conftest import T0
 
 pytestmark = [pytest.mark.postgres, pytest.mark.django_db(transaction=True)]

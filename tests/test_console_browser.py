@@ -18,9 +18,9 @@ from django.db import connections
 from django.utils import timezone
 
 from profiles import services as profile_services
-from profiles.models import AuthProfile
+from profiles.models import AuthProfile, Event
 from sessions_app import services as session_services
-from sessions_app.models import Event, Session
+from sessions_app.models import Session
 
 pytestmark = pytest.mark.browser
 

@@ -13,9 +13,9 @@ from django.urls import reverse
 
 from profiles import services as profile_services
 from profiles.errors import Conflict
-from profiles.models import AuthProfile, Provider
+from profiles.models import AuthProfile, Event, Provider
 from sessions_app import services as session_services
-from sessions_app.models import Event, Session
+from sessions_app.models import Session
 from tests.conftest import T0
 from tests.helpers import report, reset, select
 
@@ -499,7 +499,7 @@ ADMIN_PAGES = [
     "/admin/profiles/modelcooldown/",
     "/admin/profiles/provideralias/",
     "/admin/sessions_app/session/",
-    "/admin/sessions_app/event/",
+    "/admin/profiles/event/",
     "/admin/sessions_app/lease/",
     "/admin/console/apitoken/",
 ]
@@ -525,9 +525,9 @@ def test_it_shows_session_provenance_read_only_in_the_admin(failover, root):
 
 def test_it_keeps_events_out_of_reach_of_the_admin(failover, root):
     event = Event.objects.latest("id")
-    assert root.get("/admin/sessions_app/event/add/").status_code == 403
-    assert root.post(f"/admin/sessions_app/event/{event.pk}/change/", {"reason": "rewritten"}).status_code == 403
-    assert root.post(f"/admin/sessions_app/event/{event.pk}/delete/", {"post": "yes"}).status_code == 403
+    assert root.get("/admin/profiles/event/add/").status_code == 403
+    assert root.post(f"/admin/profiles/event/{event.pk}/change/", {"reason": "rewritten"}).status_code == 403
+    assert root.post(f"/admin/profiles/event/{event.pk}/delete/", {"post": "yes"}).status_code == 403
     assert Event.objects.get(pk=event.pk).reason == event.reason
 
 

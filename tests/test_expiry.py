@@ -11,9 +11,9 @@ from django.utils import timezone
 from profiles import expiry
 from profiles import services as profile_services
 from profiles.expiry import ExpiryCounts, expire_cooldowns
-from profiles.models import AuthProfile, ModelCooldown
+from profiles.models import AuthProfile, Event, EventKind, ModelCooldown
 from sessions_app import retention
-from sessions_app.models import Event, EventKind, Lease
+from sessions_app.models import Lease
 from tests.conftest import T0
 from tests.helpers import kinds, report, select
 

@@ -17,8 +17,8 @@ from django.db import connection
 
 from console.models import ApiToken
 from profiles import services as profile_services
-from profiles.models import AuthProfile, Provider
-from sessions_app.models import Event, Lease, Session
+from profiles.models import AuthProfile, Event, Provider
+from sessions_app.models import Lease, Session
 from tests.conftest import T0
 from tests.servers import Server, request
 

@@ -11,9 +11,9 @@ import pytest
 from django.core.management import CommandError, call_command
 
 from profiles import services as profile_services
-from profiles.models import AuthProfile, ModelCooldown, Provider
-from profiles.openclaw import ACTOR, from_ms
-from sessions_app.models import Event, Session
+from profiles.models import AuthProfile, Event, ModelCooldown, Provider
+from sessions_app.models import Session
+from sessions_app.openclaw import ACTOR, from_ms
 from tests.conftest import T0
 from tests.helpers import select
 

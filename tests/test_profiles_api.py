@@ -5,8 +5,8 @@ from datetime import timedelta
 import pytest
 from django.db import connection
 
-from profiles.models import AuthProfile, Provider
-from sessions_app.models import Event, Session
+from profiles.models import AuthProfile, Event, Provider
+from sessions_app.models import Session
 from tests.helpers import kinds, report, select
 
 SECRET = "sk-ant-api03-very-secret-value-f9c2"

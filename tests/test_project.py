@@ -7,8 +7,8 @@ from django.core.management import call_command
 from rest_framework.test import APIClient
 
 from console.models import ApiToken, hash_token
-from profiles.models import AuthProfile
-from sessions_app.models import Event, Lease, Session
+from profiles.models import AuthProfile, Event
+from sessions_app.models import Lease, Session
 from tests.helpers import select
 
 KEY = "agent:main:telegram:dm:42"

@@ -6,8 +6,8 @@ import pytest
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
 
-from profiles.models import AuthProfile, ModelCooldown, Provider
-from sessions_app.models import Event, Lease, Session
+from profiles.models import AuthProfile, Event, ModelCooldown, Provider
+from sessions_app.models import Lease, Session
 from tests.helpers import kinds, report, select, statements
 
 KEY = "agent:main:telegram:dm:42"

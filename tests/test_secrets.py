@@ -206,7 +206,7 @@ def test_it_never_shows_a_secret_in_the_admin_or_the_console(anthropic, staff_cl
     pages = [refused.content]
     for url in (change, reverse("admin:profiles_authprofile_changelist"),
                 reverse("admin:profiles_authprofile_history", args=["openai:default"]),
-                reverse("admin:sessions_app_event_changelist"), "/console/", "/console/providers/openai/",
+                reverse("admin:profiles_event_changelist"), "/console/", "/console/providers/openai/",
                 "/console/sessions/", "/console/events/", "/console/events.csv"):
         response = staff_client.get(url)
         assert response.status_code == 200, url

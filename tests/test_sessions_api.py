@@ -2,7 +2,8 @@
 
 from datetime import timedelta
 
-from sessions_app.models import Event, Session
+from profiles.models import Event
+from sessions_app.models import Session
 from tests.helpers import kinds, report, reset, select
 
 KEY = "agent:main:telegram:dm:42"

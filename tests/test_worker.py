@@ -23,10 +23,9 @@ from django_celery_beat.models import IntervalSchedule, PeriodicTask
 from console.celery import app as celery_app
 from console.periodic import DEFAULTS, ensure_periodic_tasks
 from profiles import services as profile_services
-from profiles.models import AuthProfile
+from profiles.models import AuthProfile, Event, EventKind
 from profiles.tasks import expire_cooldowns
 from sessions_app import services as session_services
-from sessions_app.models import Event, EventKind
 from sessions_app.tasks import purge_events, purge_leases
 from tests.helpers import report, reset, select
 

@@ -18,9 +18,8 @@ from django.db import connection
 
 from profiles import expiry
 from profiles import services as profile_services
-from profiles.models import AuthProfile, ModelCooldown
+from profiles.models import AuthProfile, Event, ModelCooldown
 from sessions_app import services as session_services
-from sessions_app.models import Event
 from tests.conftest import T0
 from tests.servers import ROOT
 

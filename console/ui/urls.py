@@ -3,7 +3,7 @@
 from django.contrib.auth import views as auth_views
 from django.urls import path
 
-from console import actions, views
+from console.ui import actions, views
 
 app_name = "console"
 

@@ -14,9 +14,9 @@ from django.utils.decorators import method_decorator
 from django.utils.http import url_has_allowed_host_and_scheme
 from django.views import View
 
-from console.decorators import operator, staff_required
-from console.display import profile_status
-from console.forms import ConfirmForm, OrderForm, OverrideForm, ReasonForm, StrategyForm
+from console.ui.decorators import operator, staff_required
+from console.ui.display import profile_status
+from console.ui.forms import ConfirmForm, OrderForm, OverrideForm, ReasonForm, StrategyForm
 from profiles import services as profile_services
 from profiles.errors import ServiceError
 from profiles.models import AuthProfile, Provider

@@ -26,9 +26,9 @@ from django.db import transaction
 from profiles import crypto, ids, rules
 from profiles import services as profile_services
 from profiles.errors import Invalid
-from profiles.models import AuthProfile, Kind, ModelCooldown, Provider, Strategy
-from profiles.services import new_event, write_events
-from sessions_app.models import EventKind, OverrideSource, Session
+from profiles.events import new_event, write_events
+from profiles.models import AuthProfile, EventKind, Kind, ModelCooldown, Provider, Strategy
+from sessions_app.models import OverrideSource, Session
 from sessions_app.services import override_state
 
 ACTOR = "import:openclaw"

@@ -8,12 +8,13 @@ from django import forms
 from django.contrib import admin, messages
 from django.utils import timezone
 
-from console.decorators import operator
-from console.display import profile_status
+from console.admin.sessions import ReadOnlyAdmin
+from console.ui.decorators import operator
+from console.ui.display import profile_status
 from profiles import services
 from profiles.errors import ServiceError
 from profiles.models import AuthProfile, ModelCooldown, Provider, ProviderAlias
-from sessions_app.admin import ReadOnlyAdmin
+from sessions_app import services as session_services
 
 USAGE_STATS = ("error_count", "failure_counts", "cooldown_until", "cooldown_reason", "disabled_until",
                "disabled_reason", "last_used", "last_success_at", "last_failure_at")
@@ -154,11 +155,11 @@ class AuthProfileAdmin(admin.ModelAdmin):
             self.message_user(request, f"Nothing changed: {error.message}", messages.ERROR)
 
     def delete_model(self, request, obj):
-        services.delete_profile(obj.pk, timezone.now(), operator(request), "deleted in the admin")
+        session_services.delete_profile(obj.pk, timezone.now(), operator(request), "deleted in the admin")
 
     def delete_queryset(self, request, queryset):
         for profile_id in queryset.values_list("pk", flat=True):
-            services.delete_profile(profile_id, timezone.now(), operator(request), "deleted in the admin")
+            session_services.delete_profile(profile_id, timezone.now(), operator(request), "deleted in the admin")
 
     @admin.action(description="Clear cooldown of the selected profiles")
     def clear_cooldowns(self, request, queryset):

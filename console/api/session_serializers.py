@@ -2,16 +2,16 @@
 
 from rest_framework import serializers
 
-from console.fields import (
+from console.api.fields import (
     NonNegativeNumberField,
     StrictBooleanField,
     StrictCharField,
     StrictSerializer,
 )
+from console.api.profile_serializers import ProfileStateSerializer
+from profiles.models import Event
 from profiles.presenters import iso
 from profiles.rules import OUTCOMES
-from profiles.serializers import ProfileStateSerializer
-from sessions_app.models import Event
 from sessions_app.services import RESET_REASONS, override_state
 
 # ---------------------------------------------------------------- requests

@@ -3,10 +3,11 @@
 from django.contrib import admin, messages
 from django.utils import timezone
 
-from console.decorators import operator
+from console.ui.decorators import operator
 from profiles.errors import ServiceError
+from profiles.models import Event
 from sessions_app import services
-from sessions_app.models import Event, Lease, Session
+from sessions_app.models import Lease, Session
 
 PROVENANCE = ("override_profile", "override_source", "override_set_at", "override_set_by", "override_reason",
               "override_compaction_count")

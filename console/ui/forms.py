@@ -6,8 +6,8 @@ whether the change is allowed, exactly as they do for the API.
 
 from django import forms
 
-from profiles.models import AuthProfile, Provider, Strategy
-from sessions_app.models import EventKind, OverrideSource
+from profiles.models import AuthProfile, EventKind, Provider, Strategy
+from sessions_app.models import OverrideSource
 
 REASON_HELP = "Why? It goes into the audit log."
 

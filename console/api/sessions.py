@@ -11,9 +11,8 @@ from rest_framework import generics, pagination
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from sessions_app import services
-from sessions_app.models import Event, EventKind
-from sessions_app.serializers import (
+from console import observability
+from console.api.session_serializers import (
     BulkResetAnswerSerializer,
     BulkResetRequest,
     ClearOverrideRequest,
@@ -29,6 +28,8 @@ from sessions_app.serializers import (
     selection_answer,
     session_state,
 )
+from profiles.models import Event, EventKind
+from sessions_app import services
 
 
 def validated(serializer_class, request):
@@ -47,6 +48,7 @@ class SelectView(APIView):
         data = validated(SelectRequest, request)
         with_secret = request.auth.has_scope("credentials")
         selection = services.select_profile(now=timezone.now(), actor=actor(request), with_secret=with_secret, **data)
+        observability.count_selection(selection)
         return Response(selection_answer(selection, with_secret))
 
 
@@ -54,7 +56,9 @@ class ReportView(APIView):
     @extend_schema(request=ReportRequest, responses=ReportAnswerSerializer, summary="Report a call's outcome")
     def post(self, request):
         data = validated(ReportRequest, request)
-        return Response(services.report_outcome(now=timezone.now(), actor=actor(request), **data))
+        answer = services.report_outcome(now=timezone.now(), actor=actor(request), **data)
+        observability.count_report(data["outcome"], answer)
+        return Response(answer)
 
 
 class SessionResetView(APIView):

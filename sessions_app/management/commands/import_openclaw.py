@@ -3,7 +3,7 @@
 from django.core.management.base import BaseCommand, CommandError
 from django.utils import timezone
 
-from profiles import openclaw
+from sessions_app import openclaw
 
 
 class Command(BaseCommand):

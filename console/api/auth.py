@@ -98,7 +98,7 @@ class ReadScope(GatewayScope):
 
 
 class BearerTokenScheme(OpenApiAuthenticationExtension):
-    target_class = "console.auth.BearerTokenAuthentication"
+    target_class = "console.api.auth.BearerTokenAuthentication"
     name = "bearerAuth"
 
     def get_security_definition(self, auto_schema):

@@ -2,7 +2,12 @@
 
 from rest_framework import serializers
 
-from console.fields import StrictBooleanField, StrictCharField, StrictIntegerField, StrictSerializer
+from console.api.fields import (
+    StrictBooleanField,
+    StrictCharField,
+    StrictIntegerField,
+    StrictSerializer,
+)
 from profiles.crypto import Secret
 from profiles.models import Kind, Strategy
 

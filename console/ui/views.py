@@ -1,6 +1,6 @@
 """The operator console's pages: providers board, sessions, a session's timeline, the audit log.
 
-Pages only read. Every change is an action in `console.actions`, which calls
+Pages only read. Every change is an action in `console.ui.actions`, which calls
 the same service functions as the API.
 """
 
@@ -14,11 +14,11 @@ from django.http import Http404, StreamingHttpResponse
 from django.shortcuts import render
 from django.utils import timezone
 
-from console.decorators import staff_required
-from console.display import model_cooldown_status, pinned_to_unavailable, profile_status
-from console.forms import EventFilterForm, OverrideForm, SessionFilterForm
-from profiles.models import AuthProfile, ModelCooldown, Provider
-from sessions_app.models import Event, EventKind, OverrideSource, Session
+from console.ui.decorators import staff_required
+from console.ui.display import model_cooldown_status, pinned_to_unavailable, profile_status
+from console.ui.forms import EventFilterForm, OverrideForm, SessionFilterForm
+from profiles.models import AuthProfile, Event, EventKind, ModelCooldown, Provider
+from sessions_app.models import OverrideSource, Session
 
 SESSIONS_PER_PAGE = 25
 EVENTS_PER_PAGE = 50

@@ -8,11 +8,8 @@ from rest_framework import status
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from console.auth import AdminScope, GatewayScope
-from profiles import services
-from profiles.models import AuthProfile, Provider, ProviderAlias
-from profiles.presenters import profile_state, provider_state
-from profiles.serializers import (
+from console.api.auth import AdminScope, GatewayScope
+from console.api.profile_serializers import (
     ActionRequest,
     ProfileCreateRequest,
     ProfilePatchRequest,
@@ -20,7 +17,11 @@ from profiles.serializers import (
     ProviderPatchRequest,
     ProviderStateSerializer,
 )
-from sessions_app.api import actor, validated
+from console.api.sessions import actor, validated
+from profiles import services
+from profiles.models import AuthProfile, Provider, ProviderAlias
+from profiles.presenters import profile_state, provider_state
+from sessions_app import services as session_services
 
 
 class WritesNeedAdmin:
@@ -68,7 +69,7 @@ class ProfileDetailView(WritesNeedAdmin, APIView):
         """Delete a profile; answers with its last state."""
         data = validated(ActionRequest, request) if request.data else {}
         now = timezone.now()
-        profile = services.delete_profile(profile_id, now, actor(request), **data)
+        profile = session_services.delete_profile(profile_id, now, actor(request), **data)
         return Response(profile_state(profile, now))
 
 

@@ -2,7 +2,8 @@
 
 from django.core.management.base import BaseCommand, CommandError
 
-from profiles import crypto, openclaw
+from profiles import crypto
+from sessions_app import openclaw
 
 
 class Command(BaseCommand):

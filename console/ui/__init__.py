@@ -1,0 +1,1 @@
+"""The operator console under /console/: pages, actions and forms (staff only)."""
