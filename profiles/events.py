@@ -25,4 +25,10 @@ def write_events(events):
     """Write the audit rows of one state change, in its transaction, and announce them."""
     if events:
         Event.objects.bulk_create(events)
+        announce(events)
+
+
+def announce(events):
+    """Tell the layers above about events written (by `write_events`, or by a set-based statement)."""
+    if events:
         events_written.send(sender=Event, events=list(events))

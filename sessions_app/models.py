@@ -8,6 +8,9 @@ import uuid
 from django.db import models
 from django.db.models import Q
 
+from profiles.events import new_event
+from profiles.models import EventKind
+
 
 class OverrideSource(models.TextChoices):
     AUTO = "auto", "auto (failover)"
@@ -57,6 +60,53 @@ class Session(models.Model):
 
     def __str__(self):
         return self.session_key
+
+    # The one place a pin changes: every path (select, report, reset, overrides, profile deletion, the
+    # importer) calls these, and each returns the event that records the change.
+
+    def pin_state(self):
+        """The pin and its provenance as JSON (events' before/after, the API's `override`), or None."""
+        if not self.override_profile_id:
+            return None
+        return {
+            "profile": self.override_profile_id,
+            "source": self.override_source,
+            "set_at": self.override_set_at.isoformat() if self.override_set_at else None,
+            "set_by": self.override_set_by,
+            "reason": self.override_reason,
+        }
+
+    def set_pin(self, profile, source, now, actor, reason, kind=EventKind.OVERRIDE_SET):
+        """Pin the session to `profile` (`source` auto or user); returns the unsaved event."""
+        before = self.pin_state()
+        self.override_profile = profile
+        self.override_source = source
+        self._stamp_pin(now, actor, reason)
+        return new_event(kind, now, actor, session_key=self.session_key, profile_id=profile.id,
+                         provider_id=profile.provider_id, source=source, reason=self.override_reason,
+                         before=before, after=self.pin_state())
+
+    def clear_pin(self, now, actor, reason, kind=EventKind.OVERRIDE_CLEARED):
+        """Remove the pin (`kind`: cleared by a person, or dropped at a boundary); returns the unsaved event."""
+        before, profile_id, source = self.pin_state(), self.override_profile_id or "", self.override_source
+        self.override_profile = None
+        self.override_source = ""
+        self._stamp_pin(now, actor, reason)
+        return new_event(kind, now, actor, session_key=self.session_key, profile_id=profile_id,
+                         provider_id=profile_id.split(":", 1)[0] if profile_id else "", source=source,
+                         reason=self.override_reason, before=before, after={})
+
+    def carry_pin(self, now, actor, reason):
+        """A boundary keeps a user pin: nothing changes but the record of it."""
+        return new_event(EventKind.OVERRIDE_CARRIED, now, actor, session_key=self.session_key,
+                         profile_id=self.override_profile_id, provider_id=self.override_profile_id.split(":", 1)[0],
+                         source=self.override_source, reason=reason, before=self.pin_state(), after=self.pin_state())
+
+    def _stamp_pin(self, now, actor, reason):
+        self.override_set_at = now
+        self.override_set_by = actor[:150]
+        self.override_reason = (reason or "")[:500]
+        self.override_compaction_count = None
 
 
 class Lease(models.Model):

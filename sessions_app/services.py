@@ -1,8 +1,9 @@
 """Sessions: select, report, reset and overrides. One function per state change, one transaction each.
 
-The decision itself is made by the plain rules in `profiles.rules`; these
-functions load what the rules need, lock what they change and write the
-events in the same transaction as the change they record.
+Each function loads what a decision reads (locking the session row first, then reading its profiles,
+so nothing it decides on can change under it), calls a rule of `sessions_app.rules`, and applies the
+decision: the answer, the pin changed through the session model's methods, and the events written in
+the same transaction as the change they record.
 """
 
 import math
@@ -12,15 +13,16 @@ from dataclasses import dataclass
 
 from django.conf import settings
 from django.db import connection, transaction
-from django.db.models import Func, OuterRef, Subquery
+from django.db.models import Func
 
-from profiles import ids, rules
+from profiles import ids
+from profiles import rules as profile_rules
 from profiles import services as profile_services
 from profiles.errors import Conflict, Invalid, NotFound
-from profiles.events import SYSTEM, new_event, write_events
-from profiles.models import AuthProfile, EventKind, ModelCooldown, Strategy
+from profiles.events import SYSTEM, announce, new_event, write_events
+from profiles.models import AuthProfile, EventKind, Strategy
 from profiles.presenters import profile_state
-from sessions_app import leases, queries
+from sessions_app import leases, queries, rules
 from sessions_app.models import Lease, OverrideSource, Session
 
 RESET_REASONS = ("new", "reset", "restart", "expiry")
@@ -40,6 +42,11 @@ class Selection:
     candidates: list | None = None
     lease_id: str = ""
 
+    @classmethod
+    def of(cls, decision, session):
+        return cls(decision.profile, decision.source, session, decision.reason, decision.cooling,
+                   decision.all_unavailable, decision.retry_at)
+
 
 @dataclass
 class ResetResult:
@@ -57,62 +64,40 @@ def clean_model(model):
     return model
 
 
-def _explain_reason(candidate):
-    if candidate.available:
-        return "available"
-    if candidate.until:
-        return f"{candidate.reason} until {candidate.until.isoformat()}"
-    return candidate.reason
+def _provider_of(profile_id):
+    """The provider part of a profile id (ids are `provider:name`, the provider canonical)."""
+    return profile_id.split(":", 1)[0] if profile_id else None
 
 
-def _current(session, provider_id):
-    """The profile a continuing session is on for this provider, and why: (profile, source)."""
-    pinned = session.override_profile
-    if pinned is not None and pinned.provider_id == provider_id:
-        return pinned, session.override_source
-    last = session.last_profile
-    if last is not None and last.provider_id == provider_id:
-        return last, "default"
-    return None, "default"
+def session_state(session, provider_id, now=None):
+    """What the rules read of a session for `provider_id`: its pin and last profile when they are that
+    provider's (a pin on another provider's profile is not this provider's business)."""
+    pin = None
+    if session.override_profile_id and _provider_of(session.override_profile_id) == provider_id:
+        pin = rules.Pin(session.override_profile_id, session.override_source)
+    last = session.last_profile_id if _provider_of(session.last_profile_id) == provider_id else None
+    return rules.SessionState(pin, last, session.last_activity_at)
+
+
+def _policy(provider, profiles):
+    home = profile_rules.home_profile(profiles)
+    return rules.Policy(provider.strategy, provider.last_good_id, home.id if home else None,
+                        settings.AUTHBROKER_CACHE_IDLE_SECONDS)
+
+
+def _apply_pin(session, change, now, actor, events):
+    """Apply a rule's pin change to the session (not saved) and record its event."""
+    if change is None:
+        return
+    if change.kind == rules.PIN_CARRIED:
+        events.append(session.carry_pin(now, actor, change.reason))
+    elif change.profile is not None:
+        events.append(session.set_pin(change.profile, change.source, now, actor, change.reason))
+    else:
+        events.append(session.clear_pin(now, actor, change.reason, kind=change.kind))
 
 
 # ---------------------------------------------------------------- select
-
-
-# What the lock-free path reads: the session's own small fields and, of its two profiles, what
-# availability and the answer need. The rest of each profile row (the encrypted secret above all) stays
-# in the database unless the caller hands the credential out; the locked path reads whole rows.
-_STICKY_SESSION_FIELDS = ("session_key", "session_id", "last_profile", "override_profile", "override_source",
-                          "boundary_pending", "last_activity_at")
-_STICKY_PROFILE_FIELDS = ("provider", "kind", "enabled", "cooldown_until", "cooldown_reason", "disabled_until",
-                          "disabled_reason")
-
-
-def _session_with_model_cooldowns(model, with_secret=False):
-    profile_fields = _STICKY_PROFILE_FIELDS + (("secret_encrypted",) if with_secret else ())
-    queryset = Session.objects.select_related("override_profile", "last_profile").only(
-        *_STICKY_SESSION_FIELDS,
-        *(f"{related}__{name}" for related in ("override_profile", "last_profile") for name in profile_fields),
-    )
-    if model:
-        for prefix, column in (("override", "override_profile"), ("last", "last_profile")):
-            pair = ModelCooldown.objects.filter(profile=OuterRef(column), model=model)
-            queryset = queryset.annotate(**{
-                f"{prefix}_mc_until": Subquery(pair.values("cooldown_until")[:1]),
-                f"{prefix}_mc_reason": Subquery(pair.values("cooldown_reason")[:1]),
-            })
-    return queryset
-
-
-def _annotated_cooldown(session, profile, model):
-    if not model or profile is None:
-        return None
-    prefix = "override" if profile is session.override_profile else "last"
-    until = getattr(session, f"{prefix}_mc_until", None)
-    if until is None:
-        return None
-    return ModelCooldown(profile_id=profile.id, model=model, cooldown_until=until,
-                         cooldown_reason=getattr(session, f"{prefix}_mc_reason", ""))
 
 
 def select_profile(*, session_key, provider, now, actor, new_session=False, model=None, explain=False,
@@ -127,10 +112,10 @@ def select_profile(*, session_key, provider, now, actor, new_session=False, mode
     model = clean_model(model)
     selection, known_missing = None, False
     if not new_session and not explain:
-        session = queries.first(_session_with_model_cooldowns(model, with_secret).filter(session_key=key))
+        session, profiles = queries.sticky_read(key, model, with_secret)
         known_missing = session is None
         if session is not None and not session.boundary_pending:
-            selection = _sticky(session, provider_id, now, model)
+            selection = _sticky(session, profiles, provider_id, now)
     if selection is None:
         selection = _select_locked(key, provider, provider_id, now, actor, new_session, model, explain,
                                    known_missing)
@@ -139,163 +124,105 @@ def select_profile(*, session_key, provider, now, actor, new_session=False, mode
     return selection
 
 
-def _sticky(session, provider_id, now, model):
-    """The lock-free path: a continuing session that keeps its profile. None when something must change."""
-    current, source = _current(session, provider_id)
-    if current is None or not current.enabled:
+def _sticky(session, profiles, provider_id, now):
+    """The lock-free path: the `continuing` rule with only the session's own candidate.
+
+    None when the rule needs more (failover, going home, no profile of this provider yet).
+    """
+    state = session_state(session, provider_id)
+    current_id, _ = rules.current(state)
+    if current_id not in profiles:
         return None
-    reason, until = rules.unavailability(current, now, _annotated_cooldown(session, current, model))
-    if source == OverrideSource.USER:
-        selection = _user_selection(session, current, reason, until)
-    elif reason is not None:
-        return None  # its profile is out: fail over under a lock
-    elif rules.idle_long_enough(session.last_activity_at, now, settings.AUTHBROKER_CACHE_IDLE_SECONDS):
-        return None  # idle long enough to go home if it is not there and home is back
-    else:
-        selection = Selection(current, source, session, "continuing session keeps its profile")
-    if not _touch(session, now, current.id if session.last_profile_id != current.id else None):
+    profile, cooldown = profiles[current_id]
+    reason, until = profile_rules.unavailability(profile, now, cooldown)
+    candidate = profile_rules.Candidate(profile, reason is None, reason or "available", until)
+    policy = rules.Policy(idle_seconds=settings.AUTHBROKER_CACHE_IDLE_SECONDS)
+    decision = rules.continuing(state, [candidate], policy, now, partial=True)
+    if decision is None:
+        return None
+    moved = decision.profile.id if session.last_profile_id != decision.profile.id else None
+    if not queries.touch(session, now, moved):
         return None  # a reset or an override changed the session since we read it: decide under the lock
     session.last_activity_at = now
-    return selection
+    return Selection.of(decision, session)
 
 
-def _touch(session, now, last_profile_id=None):
-    """Stamp a continuing session's activity (and the profile it is on): one UPDATE, committed asynchronously.
-
-    Only if the session still has the id and pin that were read: returns False when a reset or an
-    override changed it meanwhile, so the caller decides again under the lock.
-
-    The stamp changes no decision by itself (it only dates the idle window of DESIGN §2), so it is not
-    worth a disk flush: waiting for one cost more than the rest of a sticky select (docs/performance.md).
-    `set_config('synchronous_commit', 'off', true)` applies to this statement's own transaction only; a
-    crash of the database server can lose the last fraction of a second of stamps, never a cooldown, an
-    override, an event or a lease (those commit synchronously as before), and PostgreSQL stays consistent.
-    Plain SQL: the ORM would compile this fixed statement anew on every call.
-    """
-    table = connection.ops.quote_name(Session._meta.db_table)
-    columns = ["last_activity_at = %s"]
-    params = [connection.ops.adapt_datetimefield_value(now)]
-    if last_profile_id is not None:
-        columns.append("last_profile_id = %s")
-        params.append(last_profile_id)
-    condition = "id = %s AND session_id = %s AND override_profile_id IS NOT DISTINCT FROM %s"
-    params += [session.pk, Session._meta.get_field("session_id").get_db_prep_value(session.session_id, connection),
-               session.override_profile_id]
-    if connection.vendor == "postgresql":
-        condition += " AND set_config('synchronous_commit', 'off', true) IS NOT NULL"
-    with connection.cursor() as cursor:
-        cursor.execute(f"UPDATE {table} SET {', '.join(columns)} WHERE {condition}", params)
-        return cursor.rowcount == 1
-
-
-def _user_selection(session, profile, reason, until):
-    if reason is None:
-        return Selection(profile, OverrideSource.USER, session, "user override")
-    return Selection(profile, OverrideSource.USER, session,
-                     f"user override kept although {reason} until {until.isoformat()}", cooling=True)
-
-
-def _decision_profiles(provider_id, model, now, session_key=None, ids=(), leaving=None):
+def _decision_profiles(provider_id, model, now, profile_ids=(), leaving=None):
     """(profiles, model cooldowns) enough for a decision at `now`: the few candidates while one of them
     (other than `leaving`) is available, else every profile of the provider (to find the one back soonest)."""
-    profiles, cooldowns = queries.provider_profiles(provider_id, model, now=now, session_key=session_key,
-                                                             ids=ids)
-    if any(p.id != leaving and rules.is_available(p, now, cooldowns.get(p.id)) for p in profiles):
+    profiles, cooldowns = queries.provider_profiles(provider_id, model, now=now, ids=profile_ids)
+    if any(p.id != leaving and profile_rules.is_available(p, now, cooldowns.get(p.id)) for p in profiles):
         return profiles, cooldowns
     return queries.provider_profiles(provider_id, model)
 
 
-def _load_provider(provider_raw, provider_id, model, now=None, session_key=None):
-    """(provider, profiles, model cooldowns); 404 for an unknown provider, 409 when it has no profiles.
+def _ranked_profiles(provider_raw, provider_id, model, now, candidates_only=True, profile_ids=()):
+    """(provider, profiles, ranked candidates); 404 for an unknown provider, 409 when it has no profiles
+    or none an operator left on.
 
-    With `now`, only the profiles a decision at `now` needs (`_decision_profiles`); without, all of them.
+    `candidates_only` loads just the profiles a decision at `now` can pick (`_decision_profiles`,
+    always including `profile_ids`, the session's own); `explain` wants every profile ranked.
     """
-    if now is None:
-        profiles, cooldowns = queries.provider_profiles(provider_id, model)
+    profile_ids = tuple(pid for pid in profile_ids if pid)
+    if candidates_only:
+        profiles, cooldowns = _decision_profiles(provider_id, model, now, profile_ids)
     else:
-        profiles, cooldowns = _decision_profiles(provider_id, model, now, session_key)
+        profiles, cooldowns = queries.provider_profiles(provider_id, model)
     if not profiles:
         provider = profile_services.get_provider(provider_raw)
         if provider.id != provider_id:
-            profiles, cooldowns = queries.provider_profiles(provider.id, model)
-        if not profiles:
-            raise Conflict(f"provider {provider.id!r} has no profiles", {"provider": ["has no profiles"]},
-                           code="no_profiles")
-    return profiles[0].provider, profiles, cooldowns
-
-
-def _ranked_profiles(provider_raw, provider_id, model, now, candidates_only=True, session_key=None):
-    """(provider, profiles, ranked candidates, first choice); 409 when no profile can ever be chosen.
-
-    `candidates_only` loads just the profiles a decision at `now` can pick (`_decision_profiles`);
-    `explain` wants every profile ranked.
-    """
-    provider, profiles, cooldowns = _load_provider(provider_raw, provider_id, model,
-                                                   now=now if candidates_only else None, session_key=session_key)
-    ranked = rules.rank(profiles, now, provider.strategy, cooldowns)
-    first = rules.first_choice(ranked)
-    if first is None:
+            return _ranked_profiles(provider_raw, provider.id, model, now, candidates_only, profile_ids)
+        raise Conflict(f"provider {provider.id!r} has no profiles", {"provider": ["has no profiles"]},
+                       code="no_profiles")
+    provider = profiles[0].provider
+    ranked = profile_rules.rank(profiles, now, provider.strategy, cooldowns)
+    if profile_rules.first_choice(ranked) is None:
         raise Conflict(f"provider {provider.id!r} has no profile an operator has left on",
                        {"provider": ["every profile is switched off"]}, code="no_usable_profile")
-    return provider, profiles, ranked, first
+    return provider, profiles, ranked
 
 
-def _lock_or_create(key, now, known_missing=False, **defaults):
-    """The session row, locked; created first when the key is new. Returns (session, created)."""
-    queryset = Session.objects.select_for_update(of=("self",)).select_related("override_profile", "last_profile")
-    session = None if known_missing else queries.first(queryset.filter(session_key=key))
-    if session is not None:
-        return session, False
-    candidate = Session(session_key=key, last_activity_at=now, **defaults)
-    if _insert_if_new(candidate):
-        return candidate, True  # our own new row: no other transaction can lock it before we commit
-    return queryset.get(session_key=key), False
+def _lock_or_create(key, now, provider_raw, provider_id, model, known_missing=False):
+    """Lock the session (created when the key is new), then read the profiles a decision needs.
 
-
-def _insert_if_new(session):
-    """INSERT … ON CONFLICT DO NOTHING RETURNING id: True (and `session` saved) when this call created the row.
-
-    One statement instead of an insert and a re-read; when another request created the key first, the
-    insert waits for it, does nothing, and the caller reads that row under a lock.
+    Returns (session, created, provider, profiles, ranked). A new key's row is inserted already holding
+    the new-session answer; an existing row is locked first and its profiles read after the lock.
     """
-    fields = [f for f in Session._meta.concrete_fields if not f.primary_key]
-    columns = ", ".join(connection.ops.quote_name(f.column) for f in fields)
-    params = [f.get_db_prep_save(f.pre_save(session, True), connection) for f in fields]
-    table, pk = connection.ops.quote_name(Session._meta.db_table), connection.ops.quote_name(Session._meta.pk.column)
-    unique = connection.ops.quote_name(Session._meta.get_field("session_key").column)
-    with connection.cursor() as cursor:
-        cursor.execute(
-            f"INSERT INTO {table} ({columns}) VALUES ({', '.join(['%s'] * len(fields))}) "
-            f"ON CONFLICT ({unique}) DO NOTHING RETURNING {pk}",
-            params,
-        )
-        row = cursor.fetchone()
-    if row is None:
-        return False
-    session.pk = row[0]
-    session._state.adding, session._state.db = False, connection.alias
-    return True
+    session = None if known_missing else queries.lock_session(key)
+    if session is None:
+        provider, profiles, ranked = _ranked_profiles(provider_raw, provider_id, model, now)
+        first = profile_rules.first_choice(ranked).profile
+        candidate = Session(session_key=key, last_activity_at=now, provider=provider, last_profile=first)
+        if queries.insert_if_new(candidate):
+            return candidate, True, provider, profiles, ranked  # no other transaction can see it before we commit
+        session = queries.lock_session(key)  # created meanwhile by another request: decide on it, locked
+    provider, profiles, ranked = _ranked_profiles(
+        provider_raw, provider_id, model, now, profile_ids=(session.override_profile_id, session.last_profile_id))
+    return session, False, provider, profiles, ranked
 
 
 def _select_locked(key, provider_raw, provider_id, now, actor, new_session, model, explain, known_missing):
     with transaction.atomic():
-        provider, profiles, ranked, first = _ranked_profiles(
-            provider_raw, provider_id, model, now, candidates_only=not explain, session_key=key)
-        session, created = _lock_or_create(key, now, known_missing, provider=provider, last_profile=first.profile)
+        session, created, provider, profiles, ranked = _lock_or_create(key, now, provider_raw, provider_id, model,
+                                                                       known_missing)
+        if explain:
+            _, profiles, ranked = _ranked_profiles(provider_raw, provider.id, model, now, candidates_only=False)
         events = []
         if created:
-            selection = _new_session_choice(session, provider, ranked)
+            decision = rules.new_session(rules.SessionState(None, None), ranked, provider.strategy)
         elif new_session or session.boundary_pending:
             if not session.boundary_pending:
                 _start_boundary(session, now, actor, "new", events)
             elif session.override_source == OverrideSource.AUTO:
                 # a failover after the bulk reset set this pin: it belongs to the old session
-                _clear_override(session, now, actor, "session boundary (restart): auto overrides never carry over",
-                                events, kind=EventKind.OVERRIDE_DROPPED)
+                events.append(session.clear_pin(now, actor, rules.boundary_reason("restart", rules.AUTO),
+                                                kind=EventKind.OVERRIDE_DROPPED))
             session.boundary_pending = False
-            selection = _new_session_choice(session, provider, ranked)
+            decision = rules.new_session(session_state(session, provider.id), ranked, provider.strategy)
         else:
-            selection = _continuing_choice(session, provider, profiles, ranked, now, actor, events)
+            decision = rules.continuing(session_state(session, provider.id), ranked, _policy(provider, profiles), now)
+            _apply_pin(session, decision.pin, now, actor if decision.source == rules.AUTO else SYSTEM, events)
+        selection = Selection.of(decision, session)
         _remember(session, selection, provider, now, just_created=created)
         write_events(events)
     _mark_used(selection, provider, now)
@@ -319,111 +246,18 @@ def _mark_used(selection, provider, now):
         AuthProfile.objects.filter(pk=selection.profile.pk).update(last_used=now)
 
 
-def _new_session_choice(session, provider, ranked):
-    """DESIGN §2, Select for a new session: a user pin carries, an auto pin never does."""
-    by_id = {c.profile.id: c for c in ranked}
-    pinned = session.override_profile
-    if session.override_source == OverrideSource.USER and pinned is not None and pinned.provider_id == provider.id:
-        candidate = by_id.get(pinned.id)
-        if candidate is not None and candidate.reason != "operator_disabled":
-            return _user_selection(session, candidate.profile, None if candidate.available else candidate.reason,
-                                   candidate.until)
-    return _default_choice(session, provider, ranked)
-
-
-def _default_choice(session, provider, ranked):
-    choice = rules.first_choice(ranked)
-    if choice.available:
-        why = "least recently used available profile" if provider.strategy == Strategy.ROUND_ROBIN else (
-            "first available profile in order")
-        return Selection(choice.profile, "default", session, why)
-    return Selection(choice.profile, "default", session,
-                     f"no profile is available; {choice.profile.id} is back soonest ({choice.reason})",
-                     cooling=True, all_unavailable=True, retry_at=choice.until)
-
-
-def _continuing_choice(session, provider, profiles, ranked, now, actor, events):
-    """DESIGN §2, Select for a continuing session: stick, fail over, or go home after idling."""
-    current, source = _current(session, provider.id)
-    by_id = {c.profile.id: c for c in ranked}
-    candidate = by_id.get(current.id) if current is not None else None
-    if candidate is None:
-        return _default_choice(session, provider, ranked)
-    if source == OverrideSource.USER:
-        if candidate.reason != "operator_disabled":
-            return _user_selection(session, candidate.profile, None if candidate.available else candidate.reason,
-                                   candidate.until)
-        return _default_choice(session, provider, ranked)  # the person's pin stays for when it is switched on
-    if candidate.available:
-        home = rules.home_profile(profiles)
-        if (
-            home is not None
-            and (source == OverrideSource.AUTO or provider.strategy == Strategy.ORDERED)
-            and home.id != current.id
-            and by_id[home.id].available
-            and rules.idle_long_enough(session.last_activity_at, now, settings.AUTHBROKER_CACHE_IDLE_SECONDS)
-        ):
-            reason = f"{home.id} is available again and the session was idle over " \
-                     f"{settings.AUTHBROKER_CACHE_IDLE_SECONDS} s"
-            if source == OverrideSource.AUTO:
-                _clear_override(session, now, SYSTEM, reason, events)
-            return Selection(home, "default", session, f"returned to {home.id}: {reason}")
-        return Selection(candidate.profile, source, session, "continuing session keeps its profile")
-    choice = rules.failover_choice(ranked, provider.last_good_id, current.id)
-    if choice is not None and choice.available:
-        reason = f"failover: {current.id} {_explain_reason(candidate)}"
-        _set_override(session, choice.profile, OverrideSource.AUTO, now, actor, reason, events)
-        return Selection(choice.profile, OverrideSource.AUTO, session, reason)
-    return _default_choice(session, provider, ranked)
-
-
 # ---------------------------------------------------------------- overrides and boundaries
-
-
-def _set_override(session, profile, source, now, actor, reason, events):
-    before = override_state(session)
-    session.override_profile = profile
-    session.override_source = source
-    session.override_set_at = now
-    session.override_set_by = actor[:150]
-    session.override_reason = (reason or "")[:500]
-    session.override_compaction_count = None
-    events.append(new_event(EventKind.OVERRIDE_SET, now, actor, session_key=session.session_key,
-                            profile_id=profile.id, provider_id=profile.provider_id, source=source,
-                            reason=session.override_reason, before=before, after=override_state(session)))
-
-
-def _clear_override(session, now, actor, reason, events, kind=EventKind.OVERRIDE_CLEARED):
-    before = override_state(session)
-    events.append(new_event(kind, now, actor, session_key=session.session_key,
-                            profile_id=session.override_profile_id or "",
-                            provider_id=session.override_profile.provider_id if session.override_profile else "",
-                            source=session.override_source, reason=(reason or "")[:500], before=before, after={}))
-    session.override_profile = None
-    session.override_source = ""
-    session.override_set_at = now
-    session.override_set_by = actor[:150]
-    session.override_reason = (reason or "")[:500]
-    session.override_compaction_count = None
 
 
 def _start_boundary(session, now, actor, reason, events):
     """A session boundary: new session id, an auto pin dropped, a user pin carried. Returns (carried, dropped)."""
     old_id = session.session_id
     session.session_id = uuid.uuid4()
-    carried = dropped = None
-    if session.override_profile_id:
-        if session.override_source == OverrideSource.AUTO:
-            dropped = session.override_profile_id
-            _clear_override(session, now, actor, f"session boundary ({reason}): auto overrides never carry over",
-                            events, kind=EventKind.OVERRIDE_DROPPED)
-        else:
-            carried = session.override_profile_id
-            events.append(new_event(EventKind.OVERRIDE_CARRIED, now, actor, session_key=session.session_key,
-                                    profile_id=carried, provider_id=session.override_profile.provider_id,
-                                    source=session.override_source,
-                                    reason=f"session boundary ({reason}): user overrides carry over",
-                                    before=override_state(session), after=override_state(session)))
+    pin = rules.Pin(session.override_profile_id, session.override_source) if session.override_profile_id else None
+    change = rules.at_boundary(pin, reason)
+    carried = pin.profile_id if change is not None and change.kind == rules.PIN_CARRIED else None
+    dropped = pin.profile_id if change is not None and change.kind == rules.PIN_DROPPED else None
+    _apply_pin(session, change, now, actor, events)
     events.append(new_event(EventKind.SESSION_RESET, now, actor, session_key=session.session_key, reason=reason,
                             before={"session_id": str(old_id)}, after={"session_id": str(session.session_id),
                                                                         "carried": carried, "dropped": dropped}))
@@ -442,12 +276,12 @@ def reset_session(*, session_key, provider, now, actor, reason="reset", model=No
     model = clean_model(model)
     _validate_reset_reason(reason)
     with transaction.atomic():
-        provider_obj, _, ranked, first = _ranked_profiles(provider, provider_id, model, now, session_key=key)
-        session, _ = _lock_or_create(key, now, provider=provider_obj, last_profile=first.profile)
+        session, _, provider_obj, _, ranked = _lock_or_create(key, now, provider, provider_id, model)
         events = []
         carried, dropped = _start_boundary(session, now, actor, reason, events)
         session.boundary_pending = False
-        selection = _new_session_choice(session, provider_obj, ranked)
+        decision = rules.new_session(session_state(session, provider_obj.id), ranked, provider_obj.strategy)
+        selection = Selection.of(decision, session)
         _remember(session, selection, provider_obj, now)
         write_events(events)
     _mark_used(selection, provider_obj, now)
@@ -468,42 +302,51 @@ class RandomUUID(Func):
 
 
 def bulk_reset(*, now, actor, reason="restart", session_keys=None):
-    """A boundary for many sessions at once (a gateway restart). The next select of each starts afresh."""
+    """A boundary for many sessions at once (a gateway restart). The next select of each starts afresh.
+
+    Every auto pin dropped gets its event. User pins carry: a reset of a list of sessions records each
+    carried pin; a reset of every session records how many in its summary event (one event per user
+    pin at every gateway restart would bury the log).
+    """
     _validate_reset_reason(reason)
+    keys = None
     if session_keys is not None:
         if not isinstance(session_keys, list) or len(session_keys) > MAX_BULK_KEYS:
             raise Invalid(f"session_keys must be a list of at most {MAX_BULK_KEYS} keys",
                           {"session_keys": [f"list of at most {MAX_BULK_KEYS} keys"]})
-        keys = [ids.validate_session_key(k, "session_keys") for k in session_keys]
+        keys = sorted({ids.validate_session_key(k, "session_keys") for k in session_keys})
+    drop_reason = rules.boundary_reason(reason, rules.AUTO)
     with transaction.atomic():
-        sessions = Session.objects.all() if session_keys is None else Session.objects.filter(session_key__in=keys)
-        pinned = list(sessions.filter(override_profile__isnull=False).select_for_update(of=("self",))
-                      .select_related("override_profile"))
-        events, dropped, carried = [], 0, 0
-        for session in pinned:
-            if session.override_source == OverrideSource.AUTO:
-                dropped += 1
-                _clear_override(session, now, actor, f"session boundary ({reason}): auto overrides never carry over",
-                                events, kind=EventKind.OVERRIDE_DROPPED)
-            else:
-                carried += 1
-                events.append(new_event(EventKind.OVERRIDE_CARRIED, now, actor, session_key=session.session_key,
-                                        profile_id=session.override_profile_id,
-                                        provider_id=session.override_profile.provider_id,
-                                        source=session.override_source,
-                                        reason=f"session boundary ({reason}): user overrides carry over",
-                                        before=override_state(session), after=override_state(session)))
-        sessions.filter(override_source=OverrideSource.AUTO).update(
-            override_profile=None, override_source="", override_set_at=now, override_set_by=actor[:150],
-            override_reason=f"session boundary ({reason}): auto overrides never carry over",
-            override_compaction_count=None,
-        )
+        queries.serialize_bulk_resets()
+        sessions = Session.objects.all() if keys is None else Session.objects.filter(session_key__in=keys)
+        events = []
+        if connection.vendor == "postgresql":
+            dropped_events = queries.drop_auto_pins(keys, now, actor[:150], drop_reason)
+            announce(dropped_events)
+            dropped = len(dropped_events)
+        else:  # SQLite: one writer at a time, so the plain loop is safe
+            pinned = list(sessions.filter(override_source=OverrideSource.AUTO).order_by("pk"))
+            for session in pinned:
+                events.append(session.clear_pin(now, actor, drop_reason, kind=EventKind.OVERRIDE_DROPPED))
+                session.save(update_fields=[*PIN_FIELDS])
+            dropped = len(pinned)
+        user_pinned = sessions.filter(override_source=OverrideSource.USER)
+        if keys is None:
+            carried = user_pinned.count()
+        else:
+            carried_sessions = list(user_pinned.select_for_update().order_by("pk"))
+            events += [s.carry_pin(now, actor, rules.boundary_reason(reason, rules.USER)) for s in carried_sessions]
+            carried = len(carried_sessions)
         reset = sessions.update(session_id=RandomUUID(), boundary_pending=True, updated_at=now)
         events.append(new_event(EventKind.SESSION_RESET, now, actor, reason=reason,
                                 after={"sessions": reset, "dropped": dropped, "carried": carried,
-                                       "session_keys": keys if session_keys is not None else "all"}))
+                                       "session_keys": keys if keys is not None else "all"}))
         write_events(events)
     return {"reset": reset, "dropped": dropped, "carried": carried}
+
+
+PIN_FIELDS = ("override_profile", "override_source", "override_set_at", "override_set_by", "override_reason",
+              "override_compaction_count", "updated_at")
 
 
 def set_user_override(*, session_key, profile, now, actor, reason=""):
@@ -512,12 +355,15 @@ def set_user_override(*, session_key, profile, now, actor, reason=""):
     reason = ids.clean_reason(reason)
     with transaction.atomic():
         target = profile_services.get_profile(profile)
-        session, _ = _lock_or_create(key, now, provider=target.provider)
-        events = []
-        _set_override(session, target, OverrideSource.USER, now, actor, reason or "set by a person", events)
+        session = queries.lock_session(key)
+        if session is None:
+            session = Session(session_key=key, last_activity_at=now, provider=target.provider)
+            if not queries.insert_if_new(session):
+                session = queries.lock_session(key)
+        event = session.set_pin(target, OverrideSource.USER, now, actor, reason or "set by a person")
         session.provider = target.provider
         session.save()
-        write_events(events)
+        write_events([event])
     return session
 
 
@@ -525,15 +371,13 @@ def clear_override(*, session_key, now, actor, reason=""):
     key = ids.validate_session_key(session_key)
     reason = ids.clean_reason(reason)
     with transaction.atomic():
-        session = (Session.objects.select_for_update(of=("self",)).select_related("override_profile", "last_profile")
-                   .filter(session_key=key).first())
+        session = queries.lock_session(key)
         if session is None:
             raise NotFound(f"unknown session {key!r}", {"session_key": ["unknown session"]})
         if session.override_profile_id:
-            events = []
-            _clear_override(session, now, actor, reason or "cleared by a person", events)
+            event = session.clear_pin(now, actor, reason or "cleared by a person")
             session.save()
-            write_events(events)
+            write_events([event])
     return session
 
 
@@ -541,12 +385,11 @@ def clear_override(*, session_key, now, actor, reason=""):
 def delete_profile(profile_id, now, actor, reason=""):
     """Delete a profile; sessions pinned to it lose the pin, with an event each, in the same transaction."""
     profile = profile_services.get_profile(profile_id, lock=True)
-    pinned = list(Session.objects.select_for_update(of=("self",)).filter(override_profile=profile).order_by("pk"))
+    pinned = list(Session.objects.select_for_update().filter(override_profile_id=profile.id).order_by("pk"))
     events = []
     for session in pinned:
-        session.override_profile = profile  # (the pin's provider, for the event)
-        _clear_override(session, now, actor, "profile deleted", events)
-        session.save()
+        events.append(session.clear_pin(now, actor, "profile deleted"))
+        session.save(update_fields=[*PIN_FIELDS])
     write_events(events)
     return profile_services.delete_profile(profile.id, now, actor, reason)
 
@@ -560,15 +403,8 @@ def get_session(session_key):
 
 
 def override_state(session):
-    if not session.override_profile_id:
-        return None
-    return {
-        "profile": session.override_profile_id,
-        "source": session.override_source,
-        "set_at": session.override_set_at.isoformat() if session.override_set_at else None,
-        "set_by": session.override_set_by,
-        "reason": session.override_reason,
-    }
+    """The session's pin and its provenance as JSON, or None (the API's `override`)."""
+    return session.pin_state()
 
 
 # ---------------------------------------------------------------- report
@@ -588,14 +424,14 @@ def _validate_retry_after(value):
         or value < 0
     ):
         raise Invalid("retry_after_seconds must be a number ≥ 0", {"retry_after_seconds": ["must be a number ≥ 0"]})
-    return float(min(value, rules.MAX_RETRY_HINT.total_seconds()))
+    return float(min(value, profile_rules.MAX_RETRY_HINT.total_seconds()))
 
 
 def report_outcome(*, profile, outcome, now, actor, session_key=None, lease_id=None, model=None,
                    retry_after_seconds=None, detail=""):
     """Apply an outcome the gateway reports (DESIGN §2, Outcomes); a retried lease gets the first answer."""
-    if outcome not in rules.OUTCOMES:
-        raise Invalid(f"outcome must be one of {', '.join(rules.OUTCOMES)}", {"outcome": ["unknown outcome"]})
+    if outcome not in profile_rules.OUTCOMES:
+        raise Invalid(f"outcome must be one of {', '.join(profile_rules.OUTCOMES)}", {"outcome": ["unknown outcome"]})
     key = ids.validate_session_key(session_key) if session_key is not None else None
     model = clean_model(model)
     retry_after_seconds = _validate_retry_after(retry_after_seconds)
@@ -618,7 +454,10 @@ def report_outcome(*, profile, outcome, now, actor, session_key=None, lease_id=N
             )
             failover = _after_report(key, target, outcome, pair, now, actor, events) if key else None
             answer = {"profile": profile_state(target, now), "failover": failover, "duplicate": False}
-            if claim is not None and not _claim_lease(claim, key or "", target.id, outcome, answer, now):
+            lease = None if claim is None else Lease(
+                lease_id=claim.lease_id, session_key=key or "", profile_id=target.id, issued_at=claim.issued_at,
+                reported_at=now, outcome=outcome, answer=answer)
+            if lease is not None and not queries.claim_lease(lease):
                 raise _DuplicateLease
             write_events(events)
     except _DuplicateLease:
@@ -627,53 +466,29 @@ def report_outcome(*, profile, outcome, now, actor, session_key=None, lease_id=N
     return answer
 
 
-def _claim_lease(claim, session_key, profile_id, outcome, answer, now):
-    """Record the first report on a lease; False when another report already claimed it."""
-    lease = Lease(lease_id=claim.lease_id, session_key=session_key, profile_id=profile_id,
-                  issued_at=claim.issued_at, reported_at=now, outcome=outcome, answer=answer)
-    fields = [f for f in Lease._meta.concrete_fields]
-    columns = ", ".join(connection.ops.quote_name(f.column) for f in fields)
-    placeholders = ", ".join(["%s"] * len(fields))
-    params = [f.get_db_prep_save(getattr(lease, f.attname), connection) for f in fields]
-    table = connection.ops.quote_name(Lease._meta.db_table)
-    pk = connection.ops.quote_name(Lease._meta.pk.column)
-    with connection.cursor() as cursor:
-        cursor.execute(
-            f"INSERT INTO {table} ({columns}) VALUES ({placeholders}) ON CONFLICT ({pk}) DO NOTHING RETURNING {pk}",
-            params,
-        )
-        return cursor.fetchone() is not None
-
-
 def _after_report(key, profile, outcome, pair, now, actor, events):
     """Touch the reporting session and fail it over when the profile it is on just became unavailable."""
-    still_usable = outcome == "success" or rules.is_available(profile, now, pair)
-    if still_usable:
+    reason, until = profile_rules.unavailability(profile, now, pair)
+    if outcome == "success" or reason is None:
         Session.objects.filter(session_key=key).update(last_activity_at=now)
         return None
-    # The whole session row (it is saved back), but of its two profiles only what names them.
-    session = queries.first(Session.objects.select_for_update(of=("self",)).select_related("override_profile", "last_profile")
-                     .only(*(f.name for f in Session._meta.concrete_fields), "override_profile__provider",
-                           "last_profile__provider")
-                     .filter(session_key=key))
+    session = queries.lock_session(key)  # locked first; what it is on is read from the locked row
     if session is None:
         return None
     session.last_activity_at = now
-    current, source = _current(session, profile.provider_id)
-    if current is None or current.id != profile.id or source == OverrideSource.USER:
-        session.save(update_fields=["last_activity_at"])
-        return None
     provider = profile.provider
-    profiles, cooldowns = _decision_profiles(provider.id, pair.model if pair else None, now, ids=(profile.id,),
-                                             leaving=profile.id)
-    ranked = rules.rank(profiles, now, provider.strategy, cooldowns)
-    choice = rules.failover_choice(ranked, provider.last_good_id, profile.id)
-    if choice is None or not choice.available:
+    failed = profile_rules.Candidate(profile, False, reason, until)
+    state = session_state(session, provider.id)
+    change = None
+    if rules.moves_on_failure(state, profile.id):
+        profiles, cooldowns = _decision_profiles(provider.id, pair.model if pair else None, now,
+                                                 profile_ids=(profile.id,), leaving=profile.id)
+        ranked = profile_rules.rank(profiles, now, provider.strategy, cooldowns)
+        change = rules.after_failure(state, failed, outcome, ranked, provider.last_good_id)
+    if change is None:
         session.save(update_fields=["last_activity_at"])
         return None
-    by_id = {c.profile.id: c for c in ranked}
-    reason = f"failover: {profile.id} reported {outcome}, {_explain_reason(by_id[profile.id])}"
-    _set_override(session, choice.profile, OverrideSource.AUTO, now, actor, reason, events)
-    session.last_profile = choice.profile
+    _apply_pin(session, change, now, actor, events)
+    session.last_profile = change.profile
     session.save()
-    return {"profile": choice.profile.id, "source": OverrideSource.AUTO.value}
+    return {"profile": change.profile.id, "source": OverrideSource.AUTO.value}

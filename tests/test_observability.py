@@ -96,7 +96,7 @@ def test_it_logs_nothing_for_a_change_that_rolled_back(anthropic, api, clock, ca
     def boom(*args, **kwargs):
         raise RuntimeError("after the events, before the commit")
 
-    monkeypatch.setattr(services, "_claim_lease", boom)
+    monkeypatch.setattr(services.queries, "claim_lease", boom)
     with django_capture_on_commit_callbacks(execute=True):
         lease = select(api, session_key=KEY)["lease_id"]
         response = api.post("/api/report", {"profile": "anthropic:default", "outcome": "rate_limit",
