@@ -93,10 +93,6 @@ class AdminScope(_Scope):
     message = "this token needs the 'admin' scope"
 
 
-class ReadScope(GatewayScope):
-    """Reading state: any gateway or admin token."""
-
-
 class BearerTokenScheme(OpenApiAuthenticationExtension):
     target_class = "console.api.auth.BearerTokenAuthentication"
     name = "bearerAuth"
