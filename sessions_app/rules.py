@@ -162,7 +162,12 @@ def continuing(state, ranked, policy, now, partial=False):
     if choice is not None and choice.available:
         reason = f"failover: {current_id} {explain(candidate)}"
         return Decision(choice.profile, AUTO, reason, pin=PinChange(PIN_SET, reason, choice.profile, AUTO))
-    return default_choice(ranked, policy.strategy)
+    decision = default_choice(ranked, policy.strategy)
+    if source == AUTO:  # v2: a pin to a profile that is out, with nowhere to go, is worth nothing
+        reason = f"every profile is unavailable; the auto pin on {current_id} ({explain(candidate)}) is dropped"
+        return Decision(decision.profile, decision.source, decision.reason, decision.cooling,
+                        decision.all_unavailable, decision.retry_at, pin=PinChange(PIN_DROPPED, reason))
+    return decision
 
 
 def moves_on_failure(state, failed_id):

@@ -304,3 +304,17 @@ def test_it_drops_an_auto_pin_set_between_a_bulk_reset_and_the_next_select(anthr
     assert select(api)["profile"] == "anthropic:default"
     assert Session.objects.get(session_key=KEY).override_profile_id is None
     assert kinds(session_key=KEY)[-1] == "override_dropped"
+
+
+def test_it_drops_a_stale_auto_pin_when_every_profile_is_out(anthropic, api, clock):
+    """v2: with nowhere to fail over to, a continuing session's auto pin is dropped (openclaw does too)."""
+    fail_over_to_backup1(api)
+    report(api, "anthropic:backup2", "rate_limit", retry_after_seconds=600)
+    report(api, "anthropic:backup1", "rate_limit", retry_after_seconds=120)  # the session's own profile
+    answer = select(api)
+    assert (answer["source"], answer["all_unavailable"]) == ("default", True)
+    assert answer["profile"] == "anthropic:default"  # back soonest: its 1-minute cooldown ends first
+    assert Session.objects.get(session_key=KEY).override_profile_id is None
+    dropped = Event.objects.filter(session_key=KEY, kind="override_dropped").get()
+    assert (dropped.profile_id, dropped.source) == ("anthropic:backup1", "auto")
+    assert "every profile is unavailable" in dropped.reason

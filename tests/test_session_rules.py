@@ -189,3 +189,17 @@ def test_it_drops_auto_pins_and_carries_user_pins_at_a_boundary(source, kind):
 
 def test_it_has_nothing_to_do_at_a_boundary_without_a_pin():
     assert rules.at_boundary(None, "new") is None
+
+
+def test_it_drops_an_auto_pin_when_every_profile_is_out():
+    """v2: the answer is the soonest back, `source: default`, and the stale auto pin goes with an event."""
+    decision = rules.continuing(state(pin="backup1"), ranked(default(cooldown_until=NOW + 9 * MIN),
+                                                             backup1(cooldown_until=NOW + 2 * MIN)), policy(), NOW)
+    assert (decision.profile.id, decision.source, decision.all_unavailable) == ("anthropic:backup1", "default", True)
+    assert (decision.pin.kind, decision.pin.profile) == ("override_dropped", None)
+
+
+def test_it_has_no_pin_to_drop_for_an_unpinned_session_when_every_profile_is_out():
+    decision = rules.continuing(state(last="default"), ranked(default(cooldown_until=NOW + 9 * MIN),
+                                                              backup1(cooldown_until=NOW + 2 * MIN)), policy(), NOW)
+    assert (decision.all_unavailable, decision.pin) == (True, None)
