@@ -225,6 +225,9 @@ SPECTACULAR_SETTINGS = {
         "ProfileKindEnum": "profiles.models.Kind.values",
         "StrategyEnum": "profiles.models.Strategy",
         "EventKindEnum": "profiles.models.EventKind",
+        "PinSourceEnum": ["auto", "user"],
+        "SelectionSourceEnum": ["default", "auto", "user"],
+        "FailoverSourceEnum": ["auto"],
     },
 }
 

@@ -1,4 +1,4 @@
-"""Sessions with their override and its provenance, and lease reports.
+"""Sessions, their pins (one per provider) with provenance, bulk resets, and lease reports.
 
 The audit log (`Event`) lives in `profiles.models`: both layers write it.
 """
@@ -26,20 +26,15 @@ class Session(models.Model):
     last_profile = models.ForeignKey(
         "profiles.AuthProfile", null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
     )
+    # Bumped by every change of the session's pins (`Pin` rows): the lock-free select writes only if it
+    # is unchanged since its read, a check on the session's own row.
+    pin_version = models.PositiveIntegerField(default=0)
 
-    # The override and its provenance: which profile, set by whom, when and why.
-    override_profile = models.ForeignKey(
-        "profiles.AuthProfile", null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
-    )
-    override_source = models.CharField(max_length=8, choices=OverrideSource.choices, blank=True, default="")
-    override_set_at = models.DateTimeField(null=True, blank=True)
-    override_set_by = models.CharField(max_length=150, blank=True, default="")
-    override_reason = models.CharField(max_length=500, blank=True, default="")
-    # openclaw's compaction stamp, kept for legacy source inference and export.
-    override_compaction_count = models.PositiveIntegerField(null=True, blank=True)
-
-    # Set by a bulk reset: the next select starts a new session (drops auto, carries user).
+    # Set by a reset of a list of sessions: the next select starts a new session (drops auto, carries user).
     boundary_pending = models.BooleanField(default=False)
+    # The last reset of every session (`BulkReset`) this session has passed; one behind the latest
+    # means its next select starts a new session. A reset of every session writes no session row.
+    epoch = models.BigIntegerField(default=0)
     last_activity_at = models.DateTimeField(null=True, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
@@ -47,66 +42,103 @@ class Session(models.Model):
     class Meta:
         ordering = ["-updated_at"]
         indexes = [
-            models.Index(fields=["override_profile", "override_source"], name="session_override"),
             models.Index(fields=["-updated_at"], name="session_updated"),
-        ]
-        constraints = [
-            models.CheckConstraint(
-                condition=(Q(override_profile__isnull=True) & Q(override_source=""))
-                | (Q(override_profile__isnull=False) & Q(override_source__in=["auto", "user"])),
-                name="session_override_has_source",
-            ),
         ]
 
     def __str__(self):
         return self.session_key
 
     # The one place a pin changes: every path (select, report, reset, overrides, profile deletion, the
-    # importer) calls these, and each returns the event that records the change.
+    # importer) calls these on a session it has locked, and each returns the event recording the change.
 
-    def pin_state(self):
-        """The pin and its provenance as JSON (events' before/after, the API's `override`), or None."""
-        if not self.override_profile_id:
-            return None
-        return {
-            "profile": self.override_profile_id,
-            "source": self.override_source,
-            "set_at": self.override_set_at.isoformat() if self.override_set_at else None,
-            "set_by": self.override_set_by,
-            "reason": self.override_reason,
-        }
+    def set_pin(self, profile, source, now, actor, reason, kind=EventKind.OVERRIDE_SET, compaction_count=None,
+                current=...):
+        """Pin the session to `profile` for its provider (replacing that provider's pin): (pin, event).
 
-    def set_pin(self, profile, source, now, actor, reason, kind=EventKind.OVERRIDE_SET):
-        """Pin the session to `profile` (`source` auto or user); returns the unsaved event."""
-        before = self.pin_state()
-        self.override_profile = profile
-        self.override_source = source
-        self._stamp_pin(now, actor, reason)
-        return new_event(kind, now, actor, session_key=self.session_key, profile_id=profile.id,
-                         provider_id=profile.provider_id, source=source, reason=self.override_reason,
-                         before=before, after=self.pin_state())
+        `current`: that provider's pin (or None) when the caller has read it already, under the lock.
+        """
+        pin = Pin.objects.filter(session=self, provider_id=profile.provider_id).first() if current is ... else current
+        before = pin.state(stamp=True) if pin else None
+        if pin is None:
+            pin = Pin(session=self, provider_id=profile.provider_id)
+        pin.profile = profile
+        pin.source = source
+        pin.set_at, pin.set_by, pin.reason = now, actor[:150], (reason or "")[:500]
+        pin.compaction_count = compaction_count
+        pin.save()
+        self.pin_version += 1
+        return pin, new_event(kind, now, actor, session_key=self.session_key, profile_id=profile.id,
+                              provider_id=profile.provider_id, source=source, reason=pin.reason,
+                              before=before, after=pin.state(stamp=True))
 
-    def clear_pin(self, now, actor, reason, kind=EventKind.OVERRIDE_CLEARED):
-        """Remove the pin (`kind`: cleared by a person, or dropped at a boundary); returns the unsaved event."""
-        before, profile_id, source = self.pin_state(), self.override_profile_id or "", self.override_source
-        self.override_profile = None
-        self.override_source = ""
-        self._stamp_pin(now, actor, reason)
-        return new_event(kind, now, actor, session_key=self.session_key, profile_id=profile_id,
-                         provider_id=profile_id.split(":", 1)[0] if profile_id else "", source=source,
-                         reason=self.override_reason, before=before, after={})
+    def clear_pin(self, pin, now, actor, reason, kind=EventKind.OVERRIDE_CLEARED):
+        """Remove `pin` (`kind`: cleared by a person or a deletion, or dropped at a boundary); returns the event."""
+        before = pin.state(stamp=True)
+        pin.delete()
+        self.pin_version += 1
+        return new_event(kind, now, actor, session_key=self.session_key, profile_id=pin.profile_id,
+                         provider_id=pin.provider_id, source=pin.source, reason=(reason or "")[:500],
+                         before=before, after={})
 
-    def carry_pin(self, now, actor, reason):
+    def carry_pin(self, pin, now, actor, reason):
         """A boundary keeps a user pin: nothing changes but the record of it."""
         return new_event(EventKind.OVERRIDE_CARRIED, now, actor, session_key=self.session_key,
-                         profile_id=self.override_profile_id, provider_id=self.override_profile_id.split(":", 1)[0],
-                         source=self.override_source, reason=reason, before=self.pin_state(), after=self.pin_state())
+                         profile_id=pin.profile_id, provider_id=pin.provider_id, source=pin.source,
+                         reason=reason, before=pin.state(stamp=True), after=pin.state(stamp=True))
 
-    def _stamp_pin(self, now, actor, reason):
-        self.override_set_at = now
-        self.override_set_by = actor[:150]
-        self.override_reason = (reason or "")[:500]
-        self.override_compaction_count = None
+
+class Pin(models.Model):
+    """A session's override for one provider: at most one per provider (DESIGN §1, v2)."""
+
+    session = models.ForeignKey(Session, on_delete=models.CASCADE, related_name="pins")
+    provider = models.ForeignKey("profiles.Provider", on_delete=models.CASCADE, related_name="+")
+    # Deleting a profile clears its pins first, each with its event (sessions_app.services.delete_profile).
+    profile = models.ForeignKey("profiles.AuthProfile", on_delete=models.CASCADE, related_name="+")
+    source = models.CharField(max_length=8, choices=OverrideSource.choices)
+    set_at = models.DateTimeField()
+    set_by = models.CharField(max_length=150, blank=True, default="")
+    reason = models.CharField(max_length=500, blank=True, default="")
+    # openclaw's compaction stamp, kept for legacy source inference and export.
+    compaction_count = models.PositiveIntegerField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["session_id", "provider_id"]
+        constraints = [
+            models.UniqueConstraint(fields=["session", "provider"], name="pin_one_per_provider"),
+            models.CheckConstraint(condition=Q(source__in=["auto", "user"]), name="pin_source_known"),
+        ]
+        indexes = [models.Index(fields=["profile", "source"], name="pin_profile_source"),
+                   models.Index(fields=["source"], name="pin_source")]
+
+    def __str__(self):
+        return f"{self.session_id} → {self.profile_id} ({self.source})"
+
+    def state(self, stamp=False):
+        """The pin and its provenance as JSON (the API's `overrides`; with `stamp`, as events record it,
+        with openclaw's compaction stamp when it has one)."""
+        return {
+            "provider": self.provider_id,
+            "profile": self.profile_id,
+            "source": self.source,
+            "set_at": self.set_at.isoformat() if self.set_at else None,
+            "set_by": self.set_by,
+            "reason": self.reason,
+            **({"compaction_count": self.compaction_count} if stamp and self.compaction_count is not None else {}),
+        }
+
+
+class BulkReset(models.Model):
+    """A reset of every session (a gateway restart): one row, however many sessions there are."""
+
+    at = models.DateTimeField()
+    actor = models.CharField(max_length=150)
+    reason = models.CharField(max_length=16)
+
+    class Meta:
+        ordering = ["-id"]
+
+    def __str__(self):
+        return f"bulk reset {self.pk} at {self.at:%Y-%m-%d %H:%M:%S}"
 
 
 class Lease(models.Model):

@@ -8,11 +8,11 @@ import json
 from functools import lru_cache
 
 from django.db import connection
-from django.db.models import BooleanField, OuterRef, Subquery
+from django.db.models import BigIntegerField, BooleanField, OuterRef, Subquery
 from django.db.models.expressions import RawSQL
 
 from profiles.models import AuthProfile, Event, ModelCooldown, Provider, Strategy
-from sessions_app.models import Lease, Session
+from sessions_app.models import BulkReset, Lease, Pin, Session
 
 
 def first(queryset):
@@ -30,7 +30,7 @@ FEW_AVAILABLE = 2
 
 
 @lru_cache(maxsize=16)
-def _candidates_sql(vendor, with_model, with_session, extra_ids):
+def _candidates_sql(vendor, with_model, extra_ids):
     """The SQL of `_decision_candidates`, written once per shape (Django would compile it on every call).
 
     Each part is a plain SELECT of ids; LIMITed parts are wrapped so SQLite accepts them in a UNION.
@@ -54,11 +54,6 @@ def _candidates_sql(vendor, with_model, with_session, extra_ids):
         f"ORDER BY {order} LIMIT 1) AS home",
         f"SELECT last_good_id FROM {provider} WHERE id = %s",
     ]
-    if with_session:  # the session's profiles, when they are this provider's
-        session = Session._meta.db_table
-        parts += [f"SELECT c.id FROM {session} AS s JOIN {profile} AS c ON c.id = s.{column} "
-                  "WHERE s.session_key = %s AND c.provider_id = %s"
-                  for column in ("override_profile_id", "last_profile_id")]
     parts += [f"SELECT c.id FROM {profile} AS c WHERE c.id = %s AND c.provider_id = %s"] * extra_ids
     union = " UNION ALL ".join(parts)
     if vendor == "postgresql":  # the ids first, then primary-key lookups (IN invites a scan of every profile)
@@ -66,25 +61,23 @@ def _candidates_sql(vendor, with_model, with_session, extra_ids):
     return f'"{profile}"."id" IN ({union})'
 
 
-def _decision_candidates(provider_id, model, now, session_key, ids_):
+def _decision_candidates(provider_id, model, now, ids_):
     """Which of a provider's profiles a decision at `now` can pick: (sql, params) of a condition on their ids.
 
     The first FEW_AVAILABLE available profiles in position order and, for a round-robin provider,
     least recently used first; the first profile an operator left on (where a continuing session
-    belongs); `last_good`; the profiles the session `session_key` is on or pinned to; and `ids_`.
+    belongs); `last_good`; and `ids_` (the profiles the session is on or pinned to).
     Availability here is `rules.unavailability`'s, written in SQL.
     """
     available = [provider_id, now, now] + ([model, now] if model else [])
     params = available + available + [provider_id, provider_id, provider_id]
-    if session_key is not None:
-        params += [session_key, provider_id, session_key, provider_id]
     for profile_id in ids_:
         params += [profile_id, provider_id]
-    sql = _candidates_sql(connection.vendor, bool(model), session_key is not None, len(ids_))
+    sql = _candidates_sql(connection.vendor, bool(model), len(ids_))
     return sql, params
 
 
-def provider_profiles(provider_id, model=None, *, now=None, session_key=None, ids=()):
+def provider_profiles(provider_id, model=None, *, now=None, ids=()):
     """A provider's profiles, each with its cooldown for `model` (if any) fetched in the same query.
 
     With `now`, only those a decision at `now` can pick (`_decision_candidates`): a handful of rows
@@ -95,7 +88,7 @@ def provider_profiles(provider_id, model=None, *, now=None, session_key=None, id
     if now is None:
         queryset = AuthProfile.objects.filter(provider_id=provider_id)
     else:  # every part of the candidates' SQL is this provider's: a lookup by primary key, not a provider scan
-        sql, params = _decision_candidates(provider_id, model, now, session_key, ids)
+        sql, params = _decision_candidates(provider_id, model, now, ids)
         queryset = AuthProfile.objects.filter(RawSQL(sql, params, output_field=BooleanField()))
     queryset = queryset.select_related("provider")
     if model:
@@ -120,14 +113,26 @@ def provider_profiles(provider_id, model=None, *, now=None, session_key=None, id
 # ---------------------------------------------------------------- the session's own rows
 
 
+def latest_epoch_sql():
+    """The id of the latest reset of every session (0 before the first): a subquery for a statement."""
+    return f"(SELECT COALESCE(MAX(id), 0) FROM {connection.ops.quote_name(BulkReset._meta.db_table)})"
+
+
 def lock_session(key):
-    """The session row, locked (FOR UPDATE of the row alone), or None.
+    """The session row, locked (FOR UPDATE of the row alone), with `latest_epoch` annotated; or None.
 
     Nothing is joined: after a lock wait PostgreSQL re-reads the locked row but would join it to
-    related rows as they were before the wait (EvalPlanQual). The profiles a decision reads are
-    loaded after the lock, by id.
+    related rows as they were before the wait (EvalPlanQual). Its pins and profiles are read after
+    the lock (`pins_of`, `provider_profiles`).
     """
-    return first(Session.objects.select_for_update().filter(session_key=key))
+    queryset = Session.objects.select_for_update().filter(session_key=key).annotate(
+        latest_epoch=RawSQL(latest_epoch_sql(), [], output_field=BigIntegerField()))
+    return first(queryset)
+
+
+def pins_of(session):
+    """A session's pins by provider id (read after its lock)."""
+    return {pin.provider_id: pin for pin in Pin.objects.filter(session_id=session.pk).order_by()}
 
 
 def insert_if_new(session):
@@ -136,72 +141,102 @@ def insert_if_new(session):
     One statement instead of an insert and a re-read; when another request created the key first, the
     insert waits for it, does nothing, and the caller locks that row.
     """
-    fields = [f for f in Session._meta.concrete_fields if not f.primary_key]
+    fields = [f for f in Session._meta.concrete_fields if not f.primary_key and f.name != "epoch"]
     columns = ", ".join(connection.ops.quote_name(f.column) for f in fields)
     params = [f.get_db_prep_save(f.pre_save(session, True), connection) for f in fields]
     table, pk = connection.ops.quote_name(Session._meta.db_table), connection.ops.quote_name(Session._meta.pk.column)
     unique = connection.ops.quote_name(Session._meta.get_field("session_key").column)
     with connection.cursor() as cursor:
-        cursor.execute(
-            f"INSERT INTO {table} ({columns}) VALUES ({', '.join(['%s'] * len(fields))}) "
-            f"ON CONFLICT ({unique}) DO NOTHING RETURNING {pk}",
+        cursor.execute(  # a new session has passed every reset so far
+            f"INSERT INTO {table} ({columns}, epoch) VALUES ({', '.join(['%s'] * len(fields))}, "
+            f"{latest_epoch_sql()}) ON CONFLICT ({unique}) DO NOTHING RETURNING {pk}, epoch",
             params,
         )
         row = cursor.fetchone()
     if row is None:
         return False
-    session.pk = row[0]
+    session.pk, session.epoch = row
+    session.latest_epoch = session.epoch
     session._state.adding, session._state.db = False, connection.alias
     return True
 
 
-# What the lock-free path reads: the session's own small fields and, of its two profiles, what
-# availability and the answer need. The rest of each profile row (the encrypted secret above all) stays
-# in the database unless the caller hands the credential out; the locked path reads whole rows.
-_STICKY_SESSION_FIELDS = ("session_key", "session_id", "last_profile", "override_profile", "override_source",
-                          "boundary_pending", "last_activity_at")
-_STICKY_PROFILE_FIELDS = ("provider", "kind", "enabled", "cooldown_until", "cooldown_reason", "disabled_until",
-                          "disabled_reason")
+_PROFILE_COLUMNS = ("id", "provider_id", "kind", "enabled", "cooldown_until", "cooldown_reason", "disabled_until",
+                    "disabled_reason")
 
 
-def sticky_read(key, model, with_secret=False):
-    """(session, {profile id: (profile, model cooldown or None)}) without a lock, or (None, {}).
+@lru_cache(maxsize=8)
+def _sticky_sql(vendor, with_model, with_secret):
+    session, pin = Session._meta.db_table, Pin._meta.db_table
+    profile, cooldown = AuthProfile._meta.db_table, ModelCooldown._meta.db_table
+    columns = _PROFILE_COLUMNS + (("secret_encrypted",) if with_secret else ())
+    select = ["s.id", "s.session_id", "s.last_profile_id", "s.pin_version", "s.boundary_pending", "s.epoch",
+              "s.last_activity_at", latest_epoch_sql(), "pin.source"]
+    joins = [f"LEFT JOIN {pin} AS pin ON pin.session_id = s.id AND pin.provider_id = %s",
+             f"LEFT JOIN {profile} AS pp ON pp.id = pin.profile_id",
+             f"LEFT JOIN {profile} AS lp ON lp.id = s.last_profile_id AND lp.provider_id = %s"]
+    for alias in ("pp", "lp"):
+        select += [f"{alias}.{column}" for column in columns]
+        if with_model:
+            select += [f"{alias}_mc.cooldown_until", f"{alias}_mc.cooldown_reason"]
+            joins.append(f"LEFT JOIN {cooldown} AS {alias}_mc ON {alias}_mc.profile_id = {alias}.id "
+                         f"AND {alias}_mc.model = %s")
+    return f"SELECT {', '.join(select)} FROM {session} AS s {' '.join(joins)} WHERE s.session_key = %s"
 
-    One query: the session, its pinned and last profiles, and their cooldowns for `model`.
+
+def _from_db(field_name, model, value):
+    """A raw column value as the ORM would give it (SQLite hands back text and integers)."""
+    if value is None:
+        return None
+    field = model._meta.get_field(field_name)
+    for converter in connection.ops.get_db_converters(field.get_col(model._meta.db_table)):
+        value = converter(value, field, connection)
+    return value
+
+
+def sticky_read(key, provider_id, model, with_secret=False):
+    """What the lock-free select reads, in one query and without a lock: (session, (profile id, source) of
+    its pin on `provider_id` or None, {profile id: (profile, model cooldown or None)}) for that pin's
+    profile and its last profile (when that provider's); (None, None, {}) for an unknown key.
+
+    The session carries `latest_epoch`, the latest reset of every session, to tell a pending boundary.
     """
-    profile_fields = _STICKY_PROFILE_FIELDS + (("secret_encrypted",) if with_secret else ())
-    queryset = Session.objects.select_related("override_profile", "last_profile").only(
-        *_STICKY_SESSION_FIELDS,
-        *(f"{related}__{name}" for related in ("override_profile", "last_profile") for name in profile_fields),
-    )
-    prefixes = (("override", "override_profile"), ("last", "last_profile"))
-    if model:
-        for prefix, column in prefixes:
-            pair = ModelCooldown.objects.filter(profile=OuterRef(column), model=model)
-            queryset = queryset.annotate(**{
-                f"{prefix}_mc_until": Subquery(pair.values("cooldown_until")[:1]),
-                f"{prefix}_mc_reason": Subquery(pair.values("cooldown_reason")[:1]),
-            })
-    session = first(queryset.filter(session_key=key))
-    if session is None:
-        return None, {}
+    params = [provider_id, provider_id] + ([model, model] if model else []) + [key]
+    with connection.cursor() as cursor:
+        cursor.execute(_sticky_sql(connection.vendor, bool(model), with_secret), params)
+        row = cursor.fetchone()
+    if row is None:
+        return None, None, {}
+    names = ("id", "session_id", "last_profile_id", "pin_version", "boundary_pending", "epoch", "last_activity_at")
+    fields = {name: _from_db(name, Session, value) for name, value in zip(names, row[:7], strict=True)}
+    session = Session(session_key=key, **fields)
+    session._state.adding, session._state.db = False, connection.alias
+    session.latest_epoch = row[7]
+    pin_source = row[8]
+    columns = _PROFILE_COLUMNS + (("secret_encrypted",) if with_secret else ())
+    width = len(columns) + (2 if model else 0)
     profiles = {}
-    for prefix, column in prefixes:
-        profile = getattr(session, column)
-        if profile is None or profile.id in profiles:
+    for start in (9, 9 + width):
+        values = row[start:start + width]
+        if values[0] is None or values[0] in profiles:
             continue
-        until = getattr(session, f"{prefix}_mc_until", None)
-        cooldown = None if until is None else ModelCooldown(
-            profile_id=profile.id, model=model, cooldown_until=until,
-            cooldown_reason=getattr(session, f"{prefix}_mc_reason", ""))
+        profile = AuthProfile(**{name: _from_db(name, AuthProfile, value)
+                                 for name, value in zip(columns, values, strict=False)})
+        profile._state.adding, profile._state.db = False, connection.alias
+        cooldown = None
+        if model and values[len(columns)] is not None:
+            cooldown = ModelCooldown(profile_id=profile.id, model=model,
+                                     cooldown_until=_from_db("cooldown_until", ModelCooldown, values[len(columns)]),
+                                     cooldown_reason=values[len(columns) + 1] or "")
         profiles[profile.id] = (profile, cooldown)
-    return session, profiles
+    pinned = row[9] if pin_source else None
+    return session, (pinned, pin_source) if pinned else None, profiles
 
 
 def touch(session, now, last_profile_id=None):
     """Stamp a continuing session's activity (and the profile it is on): one UPDATE, committed asynchronously.
 
-    Only if the session still has the id and pin that were read: returns False when a reset or an
+    Only if the session still has the id and pins (`pin_version`) that were read: returns False when a reset or an
     override changed it meanwhile, so the caller decides again under the lock.
 
     The stamp changes no decision by itself (it only dates the idle window of DESIGN §2), so it is not
@@ -217,9 +252,9 @@ def touch(session, now, last_profile_id=None):
     if last_profile_id is not None:
         columns.append("last_profile_id = %s")
         params.append(last_profile_id)
-    condition = "id = %s AND session_id = %s AND override_profile_id IS NOT DISTINCT FROM %s"
+    condition = "id = %s AND session_id = %s AND pin_version = %s"
     params += [session.pk, Session._meta.get_field("session_id").get_db_prep_value(session.session_id, connection),
-               session.override_profile_id]
+               session.pin_version]
     if connection.vendor == "postgresql":
         condition += " AND set_config('synchronous_commit', 'off', true) IS NOT NULL"
     with connection.cursor() as cursor:
@@ -257,42 +292,40 @@ _EVENT_COLUMNS = ("at", "kind", "actor", "reason", "source", "session_key", "pro
                   "before", "after")
 
 
-def drop_auto_pins(keys, now, actor, reason):
-    """Drop every auto pin (of the sessions `keys`, or all) and write an `override_dropped` event for each,
-    in one statement. Returns the events written.
+def drop_every_auto_pin(now, actor, reason):
+    """Drop every session's auto pins and write an `override_dropped` event for each, in one statement
+    (PostgreSQL). Returns the events written.
 
-    The pinned rows are locked first, in id order (a stable order: two writers never wait on each other
-    in a cycle), and what is dropped is read from the locked rows, so a pin set meanwhile is either
-    dropped with its event or, if it was set after this statement began, left to the session's next
-    select (which drops it as belonging to the old session).
+    The sessions holding auto pins are locked first, in id order, as every other writer locks a
+    session before its pins: two writers never wait on each other in a cycle. What is dropped is read
+    from the deleted rows themselves, so a pin changed meanwhile is dropped with its event or, if it
+    was set after this statement began, left for the session's next select, which drops it as
+    belonging to the session before the reset.
     """
-    session_table = connection.ops.quote_name(Session._meta.db_table)
-    event_table = connection.ops.quote_name(Event._meta.db_table)
-    only = "AND session_key = ANY(%s)" if keys is not None else ""
-    params = ([list(keys)] if keys is not None else []) + [now, actor, reason, now, "override_dropped", actor,
-                                                             reason]
+    session, pin, event = (connection.ops.quote_name(m._meta.db_table) for m in (Session, Pin, Event))
     sql = f"""
-        WITH locked AS (
-            SELECT id, session_key, override_profile_id AS profile_id, override_set_at, override_set_by,
-                   override_reason
-            FROM {session_table} WHERE override_source = 'auto' {only} ORDER BY id FOR UPDATE
-        ), cleared AS (
-            UPDATE {session_table} AS s
-            SET override_profile_id = NULL, override_source = '', override_set_at = %s, override_set_by = %s,
-                override_reason = %s, override_compaction_count = NULL
-            FROM locked WHERE s.id = locked.id
-            RETURNING locked.*
+        WITH owners AS (
+            SELECT id FROM {session} WHERE id IN (SELECT session_id FROM {pin} WHERE source = 'auto')
+            ORDER BY id FOR UPDATE
+        ), gone AS (
+            DELETE FROM {pin} AS p USING owners WHERE p.session_id = owners.id AND p.source = 'auto'
+            RETURNING p.session_id, p.provider_id, p.profile_id, p.set_at, p.set_by, p.reason
+        ), bumped AS (
+            UPDATE {session} AS s SET pin_version = s.pin_version + 1
+            FROM (SELECT DISTINCT session_id FROM gone) AS g WHERE s.id = g.session_id
+            RETURNING s.id, s.session_key
         )
-        INSERT INTO {event_table} ({", ".join(_EVENT_COLUMNS)})
-        SELECT %s, %s, %s, %s, 'auto', session_key, profile_id, split_part(profile_id, ':', 1), '',
-               jsonb_build_object('profile', profile_id, 'source', 'auto', 'set_at', override_set_at,
-                                  'set_by', override_set_by, 'reason', override_reason),
+        INSERT INTO {event} ({", ".join(_EVENT_COLUMNS)})
+        SELECT %s, %s, %s, %s, 'auto', bumped.session_key, gone.profile_id, gone.provider_id, '',
+               jsonb_build_object('provider', gone.provider_id, 'profile', gone.profile_id, 'source', 'auto',
+                                  'set_at', gone.set_at, 'set_by', gone.set_by, 'reason', gone.reason),
                '{{}}'::jsonb
-        FROM cleared ORDER BY id
+        FROM gone JOIN bumped ON bumped.id = gone.session_id
+        ORDER BY gone.session_id, gone.provider_id
         RETURNING id, {", ".join(_EVENT_COLUMNS)}
     """
     with connection.cursor() as cursor:
-        cursor.execute(sql, params)
+        cursor.execute(sql, [now, "override_dropped", actor, reason])
         rows = cursor.fetchall()
     events = []
     for row in rows:

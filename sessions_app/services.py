@@ -13,7 +13,6 @@ from dataclasses import dataclass
 
 from django.conf import settings
 from django.db import connection, transaction
-from django.db.models import Func
 
 from profiles import ids
 from profiles import rules as profile_rules
@@ -23,7 +22,7 @@ from profiles.events import SYSTEM, announce, new_event, write_events
 from profiles.models import AuthProfile, EventKind, Strategy
 from profiles.presenters import profile_state
 from sessions_app import leases, queries, rules
-from sessions_app.models import Lease, OverrideSource, Session
+from sessions_app.models import BulkReset, Lease, OverrideSource, Pin, Session
 
 RESET_REASONS = ("new", "reset", "restart", "expiry")
 MODEL_RE = re.compile(r"^[^\x00-\x1f\x7f]{1,190}$")
@@ -69,14 +68,13 @@ def _provider_of(profile_id):
     return profile_id.split(":", 1)[0] if profile_id else None
 
 
-def session_state(session, provider_id, now=None):
-    """What the rules read of a session for `provider_id`: its pin and last profile when they are that
-    provider's (a pin on another provider's profile is not this provider's business)."""
-    pin = None
-    if session.override_profile_id and _provider_of(session.override_profile_id) == provider_id:
-        pin = rules.Pin(session.override_profile_id, session.override_source)
+def session_state(session, provider_id, pin=None):
+    """What the rules read of a session for `provider_id`: its pin on that provider (`pin`, a Pin row or a
+    (profile id, source) pair) and its last profile when it is that provider's."""
+    if pin is not None and not isinstance(pin, tuple):
+        pin = (pin.profile_id, pin.source)
     last = session.last_profile_id if _provider_of(session.last_profile_id) == provider_id else None
-    return rules.SessionState(pin, last, session.last_activity_at)
+    return rules.SessionState(rules.Pin(*pin) if pin else None, last, session.last_activity_at)
 
 
 def _policy(provider, profiles):
@@ -85,16 +83,24 @@ def _policy(provider, profiles):
                         settings.AUTHBROKER_CACHE_IDLE_SECONDS)
 
 
-def _apply_pin(session, change, now, actor, events):
-    """Apply a rule's pin change to the session (not saved) and record its event."""
+def _apply_pin(session, pins, provider_id, change, now, actor, events):
+    """Apply a rule's pin change for `provider_id` to the locked session (its pins in `pins`) and record
+    its event. The session row itself is saved by the caller (its `pin_version` moved)."""
     if change is None:
         return
     if change.kind == rules.PIN_CARRIED:
-        events.append(session.carry_pin(now, actor, change.reason))
+        events.append(session.carry_pin(pins[provider_id], now, actor, change.reason))
     elif change.profile is not None:
-        events.append(session.set_pin(change.profile, change.source, now, actor, change.reason))
+        pins[provider_id], event = session.set_pin(change.profile, change.source, now, actor, change.reason,
+                                                   current=pins.get(provider_id))
+        events.append(event)
     else:
-        events.append(session.clear_pin(now, actor, change.reason, kind=change.kind))
+        events.append(session.clear_pin(pins.pop(provider_id), now, actor, change.reason, kind=change.kind))
+
+
+def _pending_boundary(session):
+    """A reset of a list of sessions, or of every session, happened since this session's last select."""
+    return session.boundary_pending or session.epoch < getattr(session, "latest_epoch", session.epoch)
 
 
 # ---------------------------------------------------------------- select
@@ -112,10 +118,10 @@ def select_profile(*, session_key, provider, now, actor, new_session=False, mode
     model = clean_model(model)
     selection, known_missing = None, False
     if not new_session and not explain:
-        session, profiles = queries.sticky_read(key, model, with_secret)
+        session, pin, profiles = queries.sticky_read(key, provider_id, model, with_secret)
         known_missing = session is None
-        if session is not None and not session.boundary_pending:
-            selection = _sticky(session, profiles, provider_id, now)
+        if session is not None and not _pending_boundary(session):
+            selection = _sticky(session, pin, profiles, provider_id, now)
     if selection is None:
         selection = _select_locked(key, provider, provider_id, now, actor, new_session, model, explain,
                                    known_missing)
@@ -124,12 +130,12 @@ def select_profile(*, session_key, provider, now, actor, new_session=False, mode
     return selection
 
 
-def _sticky(session, profiles, provider_id, now):
+def _sticky(session, pin, profiles, provider_id, now):
     """The lock-free path: the `continuing` rule with only the session's own candidate.
 
     None when the rule needs more (failover, going home, no profile of this provider yet).
     """
-    state = session_state(session, provider_id)
+    state = session_state(session, provider_id, pin)
     current_id, _ = rules.current(state)
     if current_id not in profiles:
         return None
@@ -142,7 +148,7 @@ def _sticky(session, profiles, provider_id, now):
         return None
     moved = decision.profile.id if session.last_profile_id != decision.profile.id else None
     if not queries.touch(session, now, moved):
-        return None  # a reset or an override changed the session since we read it: decide under the lock
+        return None  # a reset or a pin change since we read it: decide under the lock
     session.last_activity_at = now
     return Selection.of(decision, session)
 
@@ -182,46 +188,43 @@ def _ranked_profiles(provider_raw, provider_id, model, now, candidates_only=True
     return provider, profiles, ranked
 
 
-def _lock_or_create(key, now, provider_raw, provider_id, model, known_missing=False):
-    """Lock the session (created when the key is new), then read the profiles a decision needs.
+def _lock_or_create(key, now, provider_raw, provider_id, model, known_missing=False, candidates_only=True):
+    """Lock the session (created when the key is new), then read its pins and the profiles a decision needs.
 
-    Returns (session, created, provider, profiles, ranked). A new key's row is inserted already holding
-    the new-session answer; an existing row is locked first and its profiles read after the lock.
+    Returns (session, created, pins by provider, provider, profiles, ranked). A new key's row is
+    inserted already holding the new-session answer; an existing row is locked first and everything
+    the decision reads is loaded after the lock.
     """
     session = None if known_missing else queries.lock_session(key)
     if session is None:
-        provider, profiles, ranked = _ranked_profiles(provider_raw, provider_id, model, now)
+        provider, profiles, ranked = _ranked_profiles(provider_raw, provider_id, model, now, candidates_only)
         first = profile_rules.first_choice(ranked).profile
         candidate = Session(session_key=key, last_activity_at=now, provider=provider, last_profile=first)
         if queries.insert_if_new(candidate):
-            return candidate, True, provider, profiles, ranked  # no other transaction can see it before we commit
+            return candidate, True, {}, provider, profiles, ranked  # invisible to others until we commit
         session = queries.lock_session(key)  # created meanwhile by another request: decide on it, locked
-    provider, profiles, ranked = _ranked_profiles(
-        provider_raw, provider_id, model, now, profile_ids=(session.override_profile_id, session.last_profile_id))
-    return session, False, provider, profiles, ranked
+    pins = queries.pins_of(session)
+    own = (*(pin.profile_id for pin in pins.values()), session.last_profile_id)
+    provider, profiles, ranked = _ranked_profiles(provider_raw, provider_id, model, now, candidates_only, own)
+    return session, False, pins, provider, profiles, ranked
 
 
 def _select_locked(key, provider_raw, provider_id, now, actor, new_session, model, explain, known_missing):
     with transaction.atomic():
-        session, created, provider, profiles, ranked = _lock_or_create(key, now, provider_raw, provider_id, model,
-                                                                       known_missing)
-        if explain:
-            _, profiles, ranked = _ranked_profiles(provider_raw, provider.id, model, now, candidates_only=False)
+        session, created, pins, provider, profiles, ranked = _lock_or_create(
+            key, now, provider_raw, provider_id, model, known_missing, candidates_only=not explain)
         events = []
         if created:
             decision = rules.new_session(rules.SessionState(None, None), ranked, provider.strategy)
-        elif new_session or session.boundary_pending:
-            if not session.boundary_pending:
-                _start_boundary(session, now, actor, "new", events)
-            elif session.override_source == OverrideSource.AUTO:
-                # a failover after the bulk reset set this pin: it belongs to the old session
-                events.append(session.clear_pin(now, actor, rules.boundary_reason("restart", rules.AUTO),
-                                                kind=EventKind.OVERRIDE_DROPPED))
-            session.boundary_pending = False
-            decision = rules.new_session(session_state(session, provider.id), ranked, provider.strategy)
+        elif new_session or _pending_boundary(session):
+            _cross_boundary(session, pins, now, actor, new_session and not _pending_boundary(session), events)
+            decision = rules.new_session(session_state(session, provider.id, pins.get(provider.id)), ranked,
+                                         provider.strategy)
         else:
-            decision = rules.continuing(session_state(session, provider.id), ranked, _policy(provider, profiles), now)
-            _apply_pin(session, decision.pin, now, actor if decision.source == rules.AUTO else SYSTEM, events)
+            decision = rules.continuing(session_state(session, provider.id, pins.get(provider.id)), ranked,
+                                        _policy(provider, profiles), now)
+            _apply_pin(session, pins, provider.id, decision.pin, now,
+                       actor if decision.source == rules.AUTO else SYSTEM, events)
         selection = Selection.of(decision, session)
         _remember(session, selection, provider, now, just_created=created)
         write_events(events)
@@ -249,19 +252,41 @@ def _mark_used(selection, provider, now):
 # ---------------------------------------------------------------- overrides and boundaries
 
 
-def _start_boundary(session, now, actor, reason, events):
-    """A session boundary: new session id, an auto pin dropped, a user pin carried. Returns (carried, dropped)."""
+def _start_boundary(session, pins, now, actor, reason, events, provider_id=None):
+    """A session boundary: a new session id, every auto pin dropped, every user pin carried (v2: whatever
+    the request's provider). Returns (carried, dropped): the pin of `provider_id` (or None)."""
     old_id = session.session_id
     session.session_id = uuid.uuid4()
-    pin = rules.Pin(session.override_profile_id, session.override_source) if session.override_profile_id else None
-    change = rules.at_boundary(pin, reason)
-    carried = pin.profile_id if change is not None and change.kind == rules.PIN_CARRIED else None
-    dropped = pin.profile_id if change is not None and change.kind == rules.PIN_DROPPED else None
-    _apply_pin(session, change, now, actor, events)
+    carried = dropped = None
+    for pin_provider, pin in sorted(pins.items()):
+        change = rules.at_boundary(rules.Pin(pin.profile_id, pin.source), reason)
+        if pin_provider == provider_id:
+            carried = pin.profile_id if change.kind == rules.PIN_CARRIED else None
+            dropped = pin.profile_id if change.kind == rules.PIN_DROPPED else None
+        _apply_pin(session, pins, pin_provider, change, now, actor, events)
     events.append(new_event(EventKind.SESSION_RESET, now, actor, session_key=session.session_key, reason=reason,
                             before={"session_id": str(old_id)}, after={"session_id": str(session.session_id),
                                                                         "carried": carried, "dropped": dropped}))
+    session.boundary_pending = False
+    session.epoch = max(session.epoch, getattr(session, "latest_epoch", session.epoch))
     return carried, dropped
+
+
+def _cross_boundary(session, pins, now, actor, new_session, events):
+    """The first select after a boundary: `new_session`, or a reset of many sessions pending here."""
+    if session.boundary_pending:
+        # a reset of a list of sessions gave it a new id and handled its pins then; an auto pin now
+        # was set by a failover after that reset, for the session before it
+        for pin_provider, pin in sorted(pins.items()):
+            if pin.source == rules.AUTO:
+                events.append(session.clear_pin(pins.pop(pin_provider), now, actor,
+                                                rules.boundary_reason("restart", rules.AUTO),
+                                                kind=EventKind.OVERRIDE_DROPPED))
+        session.boundary_pending = False
+        session.epoch = max(session.epoch, getattr(session, "latest_epoch", session.epoch))
+        return
+    # a reset of every session only recorded itself (`BulkReset`): the session crosses it now
+    _start_boundary(session, pins, now, actor, "new" if new_session else "restart", events)
 
 
 def _validate_reset_reason(reason):
@@ -276,11 +301,11 @@ def reset_session(*, session_key, provider, now, actor, reason="reset", model=No
     model = clean_model(model)
     _validate_reset_reason(reason)
     with transaction.atomic():
-        session, _, provider_obj, _, ranked = _lock_or_create(key, now, provider, provider_id, model)
+        session, _, pins, provider_obj, _, ranked = _lock_or_create(key, now, provider, provider_id, model)
         events = []
-        carried, dropped = _start_boundary(session, now, actor, reason, events)
-        session.boundary_pending = False
-        decision = rules.new_session(session_state(session, provider_obj.id), ranked, provider_obj.strategy)
+        carried, dropped = _start_boundary(session, pins, now, actor, reason, events, provider_obj.id)
+        decision = rules.new_session(session_state(session, provider_obj.id, pins.get(provider_obj.id)), ranked,
+                                     provider_obj.strategy)
         selection = Selection.of(decision, session)
         _remember(session, selection, provider_obj, now)
         write_events(events)
@@ -289,24 +314,15 @@ def reset_session(*, session_key, provider, now, actor, reason="reset", model=No
     return ResetResult(session, carried, dropped, selection)
 
 
-class RandomUUID(Func):
-    """A fresh random UUID per row, computed by the database (bulk reset of many sessions)."""
-
-    output_field = Session._meta.get_field("session_id")
-
-    def as_sql(self, compiler, connection, **extra):
-        return "gen_random_uuid()", []
-
-    def as_sqlite(self, compiler, connection, **extra):
-        return "lower(hex(randomblob(16)))", []
-
-
 def bulk_reset(*, now, actor, reason="restart", session_keys=None):
     """A boundary for many sessions at once (a gateway restart). The next select of each starts afresh.
 
-    Every auto pin dropped gets its event. User pins carry: a reset of a list of sessions records each
-    carried pin; a reset of every session records how many in its summary event (one event per user
-    pin at every gateway restart would bury the log).
+    Every auto pin dropped gets its event, now. A reset of every session is one `BulkReset` row plus
+    the dropped pins, however many sessions there are: each session crosses it at its next select (new
+    session id, its `session_reset` event), so no session row is written or held by the reset. User pins
+    carry: a reset of a list of sessions records each carried pin; a reset of every session counts them
+    in its summary event (one event per user pin at every gateway restart would bury the log), and each
+    session records its carried pins when it crosses the boundary.
     """
     _validate_reset_reason(reason)
     keys = None
@@ -315,29 +331,43 @@ def bulk_reset(*, now, actor, reason="restart", session_keys=None):
             raise Invalid(f"session_keys must be a list of at most {MAX_BULK_KEYS} keys",
                           {"session_keys": [f"list of at most {MAX_BULK_KEYS} keys"]})
         keys = sorted({ids.validate_session_key(k, "session_keys") for k in session_keys})
-    drop_reason = rules.boundary_reason(reason, rules.AUTO)
+    drop_reason, carry_reason = rules.boundary_reason(reason, rules.AUTO), rules.boundary_reason(reason, rules.USER)
     with transaction.atomic():
         queries.serialize_bulk_resets()
-        sessions = Session.objects.all() if keys is None else Session.objects.filter(session_key__in=keys)
         events = []
-        if connection.vendor == "postgresql":
-            dropped_events = queries.drop_auto_pins(keys, now, actor[:150], drop_reason)
-            announce(dropped_events)
-            dropped = len(dropped_events)
-        else:  # SQLite: one writer at a time, so the plain loop is safe
-            pinned = list(sessions.filter(override_source=OverrideSource.AUTO).order_by("pk"))
-            for session in pinned:
-                events.append(session.clear_pin(now, actor, drop_reason, kind=EventKind.OVERRIDE_DROPPED))
-                session.save(update_fields=[*PIN_FIELDS])
-            dropped = len(pinned)
-        user_pinned = sessions.filter(override_source=OverrideSource.USER)
         if keys is None:
-            carried = user_pinned.count()
+            BulkReset.objects.create(at=now, actor=actor[:150], reason=reason)
+            if connection.vendor == "postgresql":
+                dropped_events = queries.drop_every_auto_pin(now, actor[:150], drop_reason)
+                announce(dropped_events)
+            else:  # SQLite: one writer at a time, so the plain loop is safe
+                dropped_events = []
+                for session in Session.objects.filter(pins__source=rules.AUTO).distinct().order_by("pk"):
+                    pins = queries.pins_of(session)
+                    dropped_events += [session.clear_pin(pins[p], now, actor, drop_reason, EventKind.OVERRIDE_DROPPED)
+                                       for p in sorted(pins) if pins[p].source == rules.AUTO]
+                    session.save(update_fields=["pin_version", "updated_at"])
+                events += dropped_events
+            dropped = len(dropped_events)
+            carried = Pin.objects.filter(source=rules.USER).count()
+            reset = Session.objects.count()
         else:
-            carried_sessions = list(user_pinned.select_for_update().order_by("pk"))
-            events += [s.carry_pin(now, actor, rules.boundary_reason(reason, rules.USER)) for s in carried_sessions]
-            carried = len(carried_sessions)
-        reset = sessions.update(session_id=RandomUUID(), boundary_pending=True, updated_at=now)
+            dropped = carried = 0
+            sessions = list(Session.objects.select_for_update().filter(session_key__in=keys).order_by("pk"))
+            for session in sessions:
+                pins = queries.pins_of(session)
+                for pin_provider in sorted(pins):
+                    if pins[pin_provider].source == rules.AUTO:
+                        events.append(session.clear_pin(pins.pop(pin_provider), now, actor, drop_reason,
+                                                        EventKind.OVERRIDE_DROPPED))
+                        dropped += 1
+                    else:
+                        events.append(session.carry_pin(pins[pin_provider], now, actor, carry_reason))
+                        carried += 1
+                session.session_id = uuid.uuid4()
+                session.boundary_pending = True
+                session.save(update_fields=["session_id", "boundary_pending", "pin_version", "updated_at"])
+            reset = len(sessions)
         events.append(new_event(EventKind.SESSION_RESET, now, actor, reason=reason,
                                 after={"sessions": reset, "dropped": dropped, "carried": carried,
                                        "session_keys": keys if keys is not None else "all"}))
@@ -345,39 +375,48 @@ def bulk_reset(*, now, actor, reason="restart", session_keys=None):
     return {"reset": reset, "dropped": dropped, "carried": carried}
 
 
-PIN_FIELDS = ("override_profile", "override_source", "override_set_at", "override_set_by", "override_reason",
-              "override_compaction_count", "updated_at")
+def _lock_or_insert(key, now, provider):
+    """The session row, locked; inserted first when the key is new (for writes that need no decision)."""
+    session = queries.lock_session(key)
+    if session is None:
+        session = Session(session_key=key, last_activity_at=now, provider=provider)
+        if not queries.insert_if_new(session):
+            session = queries.lock_session(key)
+    return session
 
 
 def set_user_override(*, session_key, profile, now, actor, reason=""):
-    """Pin a session to a profile because a person asked: it carries across boundaries."""
+    """Pin a session to a profile because a person asked (the pin of that profile's provider): it carries
+    across boundaries, and pins on other providers stay as they are."""
     key = ids.validate_session_key(session_key)
     reason = ids.clean_reason(reason)
     with transaction.atomic():
         target = profile_services.get_profile(profile)
-        session = queries.lock_session(key)
-        if session is None:
-            session = Session(session_key=key, last_activity_at=now, provider=target.provider)
-            if not queries.insert_if_new(session):
-                session = queries.lock_session(key)
-        event = session.set_pin(target, OverrideSource.USER, now, actor, reason or "set by a person")
+        session = _lock_or_insert(key, now, target.provider)
+        _, event = session.set_pin(target, OverrideSource.USER, now, actor, reason or "set by a person")
         session.provider = target.provider
         session.save()
         write_events([event])
     return session
 
 
-def clear_override(*, session_key, now, actor, reason=""):
+def clear_override(*, session_key, now, actor, reason="", provider=None):
+    """Clear the session's pin on `provider` (v2), or every pin when no provider is named."""
     key = ids.validate_session_key(session_key)
     reason = ids.clean_reason(reason)
+    provider_id = profile_services.get_provider(provider).id if provider is not None else None
     with transaction.atomic():
         session = queries.lock_session(key)
         if session is None:
             raise NotFound(f"unknown session {key!r}", {"session_key": ["unknown session"]})
-        if session.override_profile_id:
-            event = session.clear_pin(now, actor, reason or "cleared by a person")
+        pins = queries.pins_of(session)
+        events = [session.clear_pin(pins[p], now, actor, reason or "cleared by a person")
+                  for p in sorted(pins) if provider_id is None or p == provider_id]
+        if events:
+            if provider_id is not None:
+                session.provider_id = provider_id
             session.save()
-            write_events([event])
+            write_events(events)
     return session
 
 
@@ -385,26 +424,45 @@ def clear_override(*, session_key, now, actor, reason=""):
 def delete_profile(profile_id, now, actor, reason=""):
     """Delete a profile; sessions pinned to it lose the pin, with an event each, in the same transaction."""
     profile = profile_services.get_profile(profile_id, lock=True)
-    pinned = list(Session.objects.select_for_update().filter(override_profile_id=profile.id).order_by("pk"))
+    sessions = Session.objects.select_for_update().filter(pins__profile_id=profile.id).order_by("pk")
     events = []
-    for session in pinned:
-        events.append(session.clear_pin(now, actor, "profile deleted"))
-        session.save(update_fields=[*PIN_FIELDS])
+    for session in sessions:
+        pin = queries.pins_of(session).get(profile.provider_id)
+        if pin is not None and pin.profile_id == profile.id:
+            events.append(session.clear_pin(pin, now, actor, "profile deleted"))
+            session.save(update_fields=["pin_version", "updated_at"])
     write_events(events)
     return profile_services.delete_profile(profile.id, now, actor, reason)
 
 
 def get_session(session_key):
+    """A session with its pins (`session.pin_list`), for reading."""
     key = ids.validate_session_key(session_key)
-    session = Session.objects.select_related("override_profile", "last_profile").filter(session_key=key).first()
+    session = Session.objects.select_related("last_profile").filter(session_key=key).first()
     if session is None:
         raise NotFound(f"unknown session {key!r}", {"session_key": ["unknown session"]})
+    session.pin_list = list(Pin.objects.filter(session=session).order_by("provider_id"))
     return session
 
 
 def override_state(session):
-    """The session's pin and its provenance as JSON, or None (the API's `override`)."""
-    return session.pin_state()
+    """The API's `override`: the pin for the session's current provider (of its most recent select,
+    report, reset or pin change), or None."""
+    pins = getattr(session, "pin_list", None)
+    if pins is None:
+        pins = list(Pin.objects.filter(session=session).order_by("provider_id"))
+    for pin in pins:
+        if pin.provider_id == session.provider_id:
+            return pin.state()
+    return None
+
+
+def overrides_state(session):
+    """The API's `overrides` (v2): every pin of the session, one per provider."""
+    pins = getattr(session, "pin_list", None)
+    if pins is None:
+        pins = list(Pin.objects.filter(session=session).order_by("provider_id"))
+    return [pin.state() for pin in pins]
 
 
 # ---------------------------------------------------------------- report
@@ -470,15 +528,17 @@ def _after_report(key, profile, outcome, pair, now, actor, events):
     """Touch the reporting session and fail it over when the profile it is on just became unavailable."""
     reason, until = profile_rules.unavailability(profile, now, pair)
     if outcome == "success" or reason is None:
-        Session.objects.filter(session_key=key).update(last_activity_at=now)
+        Session.objects.filter(session_key=key).update(last_activity_at=now, provider_id=profile.provider_id)
         return None
-    session = queries.lock_session(key)  # locked first; what it is on is read from the locked row
+    session = queries.lock_session(key)  # locked first; its pins are read after the lock
     if session is None:
         return None
     session.last_activity_at = now
     provider = profile.provider
+    session.provider_id = provider.id
     failed = profile_rules.Candidate(profile, False, reason, until)
-    state = session_state(session, provider.id)
+    pins = queries.pins_of(session)
+    state = session_state(session, provider.id, pins.get(provider.id))
     change = None
     if rules.moves_on_failure(state, profile.id):
         profiles, cooldowns = _decision_profiles(provider.id, pair.model if pair else None, now,
@@ -486,9 +546,9 @@ def _after_report(key, profile, outcome, pair, now, actor, events):
         ranked = profile_rules.rank(profiles, now, provider.strategy, cooldowns)
         change = rules.after_failure(state, failed, outcome, ranked, provider.last_good_id)
     if change is None:
-        session.save(update_fields=["last_activity_at"])
+        session.save(update_fields=["last_activity_at", "provider"])
         return None
-    _apply_pin(session, change, now, actor, events)
+    _apply_pin(session, pins, provider.id, change, now, actor, events)
     session.last_profile = change.profile
     session.save()
     return {"profile": change.profile.id, "source": OverrideSource.AUTO.value}

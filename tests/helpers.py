@@ -28,3 +28,16 @@ def kinds(**filters):
 def statements(captured):
     """The SQL a request ran, without the savepoints the test's own transaction adds around atomic blocks."""
     return [q["sql"] for q in captured if not q["sql"].startswith(("SAVEPOINT", "RELEASE SAVEPOINT"))]
+
+
+def pin_of(session_key="agent:main:telegram:dm:42", provider="anthropic"):
+    """The session's pin on `provider` (a Pin row), or None."""
+    from sessions_app.models import Pin
+
+    return Pin.objects.filter(session__session_key=session_key, provider_id=provider).first()
+
+
+def pinned(session_key="agent:main:telegram:dm:42", provider="anthropic"):
+    """(profile id, source) of the session's pin on `provider`, or None."""
+    pin = pin_of(session_key, provider)
+    return (pin.profile_id, pin.source) if pin else None

@@ -45,13 +45,12 @@ def test_it_chooses_from_the_candidates_as_from_every_profile(db):
         profiles = _scramble(rng, provider)
         leaving = rng.choice(profiles)
         session.last_profile = leaving
-        session.override_profile = rng.choice(profiles + [None])
-        session.override_source = "user" if session.override_profile else ""
+        pinned = rng.choice(profiles + [None])
         session.save()
         model = rng.choice([None, "m1"])
         everything, all_cooldowns = queries.provider_profiles("acme", model)
-        few, cooldowns = queries.provider_profiles("acme", model, now=T0, session_key="s1",
-                                                            ids=(leaving.id,))
+        own = (leaving.id,) + ((pinned.id,) if pinned else ())  # the session's last profile and its pin
+        few, cooldowns = queries.provider_profiles("acme", model, now=T0, ids=own)
         if not any(rules.is_available(p, T0, cooldowns.get(p.id)) for p in few if p.id != leaving.id):
             continue  # the callers load every profile then
         compared += 1
@@ -62,6 +61,6 @@ def test_it_chooses_from_the_candidates_as_from_every_profile(db):
                 == rules.failover_choice(full, provider.last_good_id, leaving.id).profile.id)
         assert rules.home_profile(few) == rules.home_profile(everything)
         by_id = {c.profile.id: c for c in part}
-        for pinned in {leaving.id, session.override_profile_id, provider.last_good_id} - {None}:
-            assert by_id[pinned] == next(c for c in full if c.profile.id == pinned)
+        for pid in {leaving.id, pinned.id if pinned else None, provider.last_good_id} - {None}:
+            assert by_id[pid] == next(c for c in full if c.profile.id == pid)
     assert compared > 100

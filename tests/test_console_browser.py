@@ -20,7 +20,7 @@ from django.utils import timezone
 from profiles import services as profile_services
 from profiles.models import AuthProfile, Event
 from sessions_app import services as session_services
-from sessions_app.models import Session
+from tests.helpers import pinned
 
 pytestmark = pytest.mark.browser
 
@@ -138,8 +138,7 @@ def test_it_lets_an_operator_find_a_failover_pin_it_and_clear_a_cooldown(browser
     assert "ticket 4711: user wants the backup2 key" in newest.inner_text()
     assert "operator:operator" in newest.inner_text()
     shoot(page, "session")
-    session = Session.objects.get(session_key=KEY)
-    assert (session.override_profile_id, session.override_source) == ("anthropic:backup2", "user")
+    assert pinned(KEY) == ("anthropic:backup2", "user")
 
     # The audit log shows it, filtered by actor.
     page.click("text=Audit log")

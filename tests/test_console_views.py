@@ -15,9 +15,9 @@ from profiles import services as profile_services
 from profiles.errors import Conflict
 from profiles.models import AuthProfile, Event, Provider
 from sessions_app import services as session_services
-from sessions_app.models import Session
+from sessions_app.models import Pin, Session
 from tests.conftest import T0
-from tests.helpers import report, reset, select
+from tests.helpers import pin_of, report, reset, select
 
 KEY = "agent:main:telegram:dm:42"
 SECRETS = [f"sk-ant-{name}-secret-0123456789" for name in ("default", "backup1", "backup2")]
@@ -374,9 +374,9 @@ def test_it_clears_a_cooldown_and_the_profile_is_available(failover, console):
 
 def test_it_sets_a_user_override_that_shows_with_its_provenance(failover, console):
     console.post(reverse("console:set-override", args=[KEY]), {"profile": "anthropic:backup2", "reason": "ticket 7"})
-    session = Session.objects.get(session_key=KEY)
-    assert (session.override_profile_id, session.override_source) == ("anthropic:backup2", "user")
-    assert (session.override_set_by, session.override_reason) == ("operator:alice", "ticket 7")
+    pin = pin_of(KEY)
+    assert (pin.profile_id, pin.source) == ("anthropic:backup2", "user")
+    assert (pin.set_by, pin.reason) == ("operator:alice", "ticket 7")
     html = console.get(reverse("console:session", args=[KEY])).content.decode()
     assert "pin-user" in html and "operator:alice" in html and "ticket 7" in html
 
@@ -394,7 +394,7 @@ def state():
     return (
         list(AuthProfile.objects.order_by("id").values_list("id", "enabled", "position", "cooldown_until")),
         list(Provider.objects.values_list("id", "strategy")),
-        list(Session.objects.order_by("id").values_list("session_key", "override_profile_id", "override_source")),
+        list(Pin.objects.order_by("id").values_list("session__session_key", "profile_id", "source", "set_at")),
         Event.objects.count(),
     )
 

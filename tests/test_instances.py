@@ -20,6 +20,7 @@ from profiles import services as profile_services
 from profiles.models import AuthProfile, Event, Provider
 from sessions_app.models import Lease, Session
 from tests.conftest import T0
+from tests.helpers import pinned
 from tests.servers import Server, request
 
 pytestmark = [pytest.mark.postgres, pytest.mark.django_db(transaction=True)]
@@ -130,7 +131,7 @@ def check_sessions_tell_a_consistent_story():
     sessions = list(Session.objects.all())
     assert len({s.session_key for s in sessions}) == len(sessions)
     for session in sessions:
-        stored = (session.override_profile_id, session.override_source) if session.override_profile_id else None
+        stored = pinned(session.session_key)
         assert current.get(session.session_key) == stored, session.session_key
 
 

@@ -12,10 +12,10 @@ from django.core.management import CommandError, call_command
 
 from profiles import services as profile_services
 from profiles.models import AuthProfile, Event, ModelCooldown, Provider
-from sessions_app.models import Session
+from sessions_app.models import Pin, Session
 from sessions_app.openclaw import ACTOR, from_ms
 from tests.conftest import T0
-from tests.helpers import select
+from tests.helpers import pin_of, select
 
 SAMPLE = Path(__file__).parent / "fixtures" / "openclaw"
 AUTH = SAMPLE / "auth-profiles.json"
@@ -166,8 +166,9 @@ def test_it_reads_epoch_milliseconds_as_utc_times(imported):
 
 def test_it_imports_every_kind_of_pin(imported):
     """Pins keep their source; without one, a compaction stamp reads as auto and no stamp as user."""
-    pins = {s.session_key: (s.override_profile_id, s.override_source, s.override_compaction_count)
-            for s in Session.objects.all()}
+    pins = {s.session_key: (None, "", None) for s in Session.objects.all()}
+    pins.update({p.session.session_key: (p.profile_id, p.source, p.compaction_count)
+                 for p in Pin.objects.select_related("session")})
     assert pins == {
         STRANDED: ("anthropic:backup1", "auto", 0),
         "agent:main:discord:channel:1234567890": ("anthropic:backup2", "user", None),
@@ -178,7 +179,7 @@ def test_it_imports_every_kind_of_pin(imported):
     stranded = Session.objects.get(session_key=STRANDED)
     assert str(stranded.session_id) == "7f1c2a9e-3b4d-4e5f-8a6b-0c1d2e3f4a5b"
     assert stranded.last_activity_at == from_ms(1775552848071)
-    assert (stranded.override_set_by, stranded.provider_id) == (ACTOR, "anthropic")
+    assert (pin_of(STRANDED).set_by, stranded.provider_id) == (ACTOR, "anthropic")
     assert list(Event.objects.filter(kind="override_set").order_by("session_key")
                 .values_list("session_key", "source")) == [
         ("agent:main:discord:channel:1234567890", "user"), ("agent:main:main", "auto"),
@@ -192,9 +193,8 @@ def test_it_reports_and_skips_a_pin_naming_an_unknown_profile(db, clock, tmp_pat
     output = import_sample(AUTH, sessions)
     assert f"pin skipped: session '{STRANDED}' names unknown profile 'anthropic:ghost'" in output
     assert "1 pins skipped" in output
-    stranded = Session.objects.get(session_key=STRANDED)
-    assert stranded.override_profile_id is None
-    assert Session.objects.filter(override_profile__isnull=False).count() == 3
+    assert pin_of(STRANDED) is None
+    assert Pin.objects.count() == 3
 
 
 def test_it_records_what_it_creates_as_the_importer(imported):
@@ -246,7 +246,7 @@ def test_it_updates_what_changed_in_the_file(imported, clock, tmp_path):
     new = Event.objects.filter(pk__gt=0).order_by("id")[before:]
     assert [(e.kind, e.profile_id, e.session_key) for e in new] == [
         ("profile_changed", "anthropic:default", ""), ("override_set", "openai:work", "agent:main:slack:dm:U999")]
-    assert Session.objects.get(session_key="agent:main:slack:dm:U999").override_source == "auto"
+    assert pin_of("agent:main:slack:dm:U999", "openai").source == "auto"
     assert new[0].after["secret_mask"] == "sk-a…9999"
     assert "rotated" not in json.dumps([new[0].before, new[0].after])
 

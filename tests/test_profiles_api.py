@@ -6,8 +6,7 @@ import pytest
 from django.db import connection
 
 from profiles.models import AuthProfile, Event, Provider
-from sessions_app.models import Session
-from tests.helpers import kinds, report, select
+from tests.helpers import kinds, pinned, report, select
 
 SECRET = "sk-ant-api03-very-secret-value-f9c2"
 
@@ -89,7 +88,7 @@ def test_it_deletes_a_profile_and_unpins_its_sessions(anthropic, admin_api, cloc
     response = admin_api.delete("/api/profiles/anthropic:backup1")
     assert response.status_code == 200 and response.json()["id"] == "anthropic:backup1"
     assert not AuthProfile.objects.filter(pk="anthropic:backup1").exists()
-    assert Session.objects.get(session_key="k").override_profile_id is None
+    assert pinned("k") is None
     assert kinds(profile_id="anthropic:backup1") == ["profile_created", "override_set", "override_cleared",
                                                      "profile_deleted"]
 

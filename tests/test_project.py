@@ -9,7 +9,7 @@ from rest_framework.test import APIClient
 from console.models import ApiToken, hash_token
 from profiles.models import AuthProfile, Event
 from sessions_app.models import Lease, Session
-from tests.helpers import select
+from tests.helpers import pinned, select
 
 KEY = "agent:main:telegram:dm:42"
 
@@ -42,8 +42,7 @@ def test_it_loads_demo_data_where_a_new_session_gets_the_default_key(db):
     """The README's promise: after the demo's old failover, a new session answers anthropic:default."""
     first = demo_token()
     raw = demo_token()  # idempotent; each run prints a fresh token and retires the previous one
-    stranded = Session.objects.get(session_key=KEY)
-    assert (stranded.override_profile_id, stranded.override_source) == ("anthropic:backup1", "auto")
+    assert pinned(KEY) == ("anthropic:backup1", "auto")
     assert AuthProfile.objects.count() == 4
     client = APIClient()
     client.credentials(HTTP_AUTHORIZATION=f"Bearer {first}")

@@ -12,7 +12,7 @@ from console.api.profile_serializers import ProfileStateSerializer
 from profiles.models import Event
 from profiles.presenters import iso
 from profiles.rules import OUTCOMES
-from sessions_app.services import RESET_REASONS, override_state
+from sessions_app.services import RESET_REASONS, override_state, overrides_state
 
 # ---------------------------------------------------------------- requests
 
@@ -103,11 +103,16 @@ class OverrideStateSerializer(serializers.Serializer):
     reason = serializers.CharField(allow_blank=True)
 
 
+class PinStateSerializer(OverrideStateSerializer):
+    provider = serializers.CharField()
+
+
 class SessionStateSerializer(serializers.Serializer):
     session_key = serializers.CharField()
     session_id = serializers.UUIDField()
     provider = serializers.CharField(allow_null=True)
-    override = OverrideStateSerializer(allow_null=True)
+    override = OverrideStateSerializer(allow_null=True, help_text="the pin for the session's current provider")
+    overrides = PinStateSerializer(many=True, help_text="every pin of the session, one per provider")
     last_profile = serializers.CharField(allow_null=True)
     last_activity_at = serializers.DateTimeField(allow_null=True)
     updated_at = serializers.DateTimeField()
@@ -168,8 +173,15 @@ def session_state(session):
         "session_key": session.session_key,
         "session_id": str(session.session_id),
         "provider": session.provider_id,
-        "override": override_state(session),
+        "override": _without_provider(override_state(session)),
+        "overrides": overrides_state(session),
         "last_profile": session.last_profile_id,
         "last_activity_at": iso(session.last_activity_at),
         "updated_at": iso(session.updated_at),
     }
+
+
+def _without_provider(pin):
+    if pin is None:
+        return None
+    return {name: value for name, value in pin.items() if name != "provider"}

@@ -6,7 +6,7 @@ Views are thin: authenticate, validate, call one service, present the answer.
 import django_filters
 from django.utils import timezone
 from django_filters.rest_framework import DjangoFilterBackend
-from drf_spectacular.utils import extend_schema
+from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework import generics, pagination
 from rest_framework.response import Response
 from rest_framework.views import APIView
@@ -96,10 +96,13 @@ class SessionOverrideView(APIView):
                                              **data)
         return Response(session_state(session))
 
-    @extend_schema(request=ClearOverrideRequest, responses={200: SessionStateSerializer}, summary="Clear the override")
+    @extend_schema(request=ClearOverrideRequest, responses={200: SessionStateSerializer}, summary="Clear pins",
+                   parameters=[OpenApiParameter("provider", str, description="only this provider's pin (v2); "
+                                                "without it, every pin of the session")])
     def delete(self, request, session_key):
         data = validated(ClearOverrideRequest, request) if request.data else {}
-        session = services.clear_override(session_key=session_key, now=timezone.now(), actor=actor(request), **data)
+        session = services.clear_override(session_key=session_key, now=timezone.now(), actor=actor(request),
+                                          provider=request.query_params.get("provider"), **data)
         return Response(session_state(session))
 
 

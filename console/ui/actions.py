@@ -14,6 +14,7 @@ from django.utils.decorators import method_decorator
 from django.utils.http import url_has_allowed_host_and_scheme
 from django.views import View
 
+from console.ui import views
 from console.ui.decorators import operator, staff_required
 from console.ui.display import profile_status
 from console.ui.forms import ConfirmForm, OrderForm, OverrideForm, ReasonForm, StrategyForm
@@ -216,7 +217,7 @@ class SessionAction(Action):
     nav = "sessions"
 
     def load(self):
-        self.target = (Session.objects.select_related("override_profile", "last_profile", "provider")
+        self.target = (Session.objects.select_related("last_profile", "provider").prefetch_related(views.PINS)
                        .filter(session_key=self.kwargs["session_key"]).first())
         if self.target is None:
             raise Http404("unknown session")
@@ -225,7 +226,7 @@ class SessionAction(Action):
         return reverse("console:session", args=[self.target.session_key])
 
     def context(self):
-        return {"session": self.target, "pin_status": profile_status(self.target.override_profile, timezone.now())}
+        return {"session": self.target, "pins": views.pin_rows(self.target, timezone.now())}
 
 
 class SetOverride(SessionAction):
@@ -254,7 +255,7 @@ class ClearOverride(SessionAction):
 
     def perform(self, form, now, actor):
         data = form.cleaned_data
-        was = self.target.override_profile_id
+        was = ", ".join(pin.profile_id for pin in self.target.pins.all())
         session_services.clear_override(session_key=self.target.session_key, now=now, actor=actor,
                                         reason=data["reason"])
         if not was:

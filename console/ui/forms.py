@@ -28,11 +28,14 @@ class OverrideForm(ReasonForm):
 
     def __init__(self, *args, provider_id=None, **kwargs):
         super().__init__(*args, **kwargs)
-        profiles = AuthProfile.objects.order_by("provider_id", "position", "id").values_list("id", "provider_id")
-        own = [(pid, pid) for pid, prov in profiles if prov == provider_id]
-        others = [(pid, pid) for pid, prov in profiles if prov != provider_id]
-        choices = own + others
-        self.fields["profile"].choices = [("", "choose a profile…"), *choices]
+        # A pin belongs to its profile's provider (one pin per provider): the choices are grouped so each
+        # group says which provider's pin it sets; the session's current provider comes first.
+        groups = {}
+        for pid, prov in AuthProfile.objects.order_by("provider_id", "position", "id").values_list("id", "provider_id"):
+            groups.setdefault(prov, []).append((pid, pid))
+        ordered = sorted(groups, key=lambda prov: (prov != provider_id, prov))
+        self.fields["profile"].choices = [("", "choose a profile…"),
+                                          *((f"{prov} pin", groups[prov]) for prov in ordered)]
         self.order_fields(["profile", "reason"])
 
 

@@ -9,7 +9,7 @@ import json
 from collections import defaultdict
 
 from django.core.paginator import Paginator
-from django.db.models import Count, Q
+from django.db.models import Count, Prefetch, Q
 from django.http import Http404, StreamingHttpResponse
 from django.shortcuts import render
 from django.utils import timezone
@@ -18,7 +18,7 @@ from console.ui.decorators import staff_required
 from console.ui.display import model_cooldown_status, pinned_to_unavailable, profile_status
 from console.ui.forms import EventFilterForm, OverrideForm, SessionFilterForm
 from profiles.models import AuthProfile, Event, EventKind, ModelCooldown, Provider
-from sessions_app.models import OverrideSource, Session
+from sessions_app.models import OverrideSource, Pin, Session
 
 SESSIONS_PER_PAGE = 25
 EVENTS_PER_PAGE = 50
@@ -40,9 +40,8 @@ def _page(request, queryset, per_page):
 def providers(request):
     now = timezone.now()
     pinned = defaultdict(dict)
-    for row in (Session.objects.filter(override_profile__isnull=False)
-                .values("override_profile_id", "override_source").annotate(n=Count("id"))):
-        pinned[row["override_profile_id"]][row["override_source"]] = row["n"]
+    for row in Pin.objects.values("profile_id", "source").annotate(n=Count("id")).order_by():
+        pinned[row["profile_id"]][row["source"]] = row["n"]
     models = defaultdict(list)
     for pair in ModelCooldown.objects.filter(Q(cooldown_until__gt=now) | Q(error_count__gt=0)):
         models[pair.profile_id].append((pair, model_cooldown_status(pair, now)))
@@ -64,7 +63,7 @@ def providers(request):
 
 
 def filter_sessions(form, now):
-    queryset = Session.objects.select_related("provider", "override_profile", "last_profile")
+    queryset = Session.objects.select_related("provider", "last_profile").prefetch_related(PINS)
     if not form.is_valid():
         return queryset.none() if form.is_bound else queryset
     data = form.cleaned_data
@@ -73,14 +72,24 @@ def filter_sessions(form, now):
     if data["provider"]:
         queryset = queryset.filter(provider_id=data["provider"])
     if data["source"] == "none":
-        queryset = queryset.filter(override_profile__isnull=True)
+        queryset = queryset.filter(pins__isnull=True)
     elif data["source"]:
-        queryset = queryset.filter(override_source=data["source"])
+        queryset = queryset.filter(pk__in=Pin.objects.filter(source=data["source"]).values("session_id"))
     if data["profile"]:
-        queryset = queryset.filter(Q(override_profile_id=data["profile"]) | Q(last_profile_id=data["profile"]))
+        queryset = queryset.filter(Q(pk__in=Pin.objects.filter(profile_id=data["profile"]).values("session_id"))
+                                   | Q(last_profile_id=data["profile"]))
     if data["unavailable"]:
-        queryset = queryset.filter(pinned_to_unavailable(now))
+        queryset = queryset.filter(pk__in=Pin.objects.filter(pinned_to_unavailable(now, "profile__"))
+                                   .values("session_id"))
     return queryset
+
+
+PINS = Prefetch("pins", queryset=Pin.objects.select_related("profile").order_by("provider_id"))
+
+
+def pin_rows(session, now):
+    """A session's pins (prefetched with their profiles), each with its profile's status."""
+    return [{"pin": pin, "status": profile_status(pin.profile, now)} for pin in session.pins.all()]
 
 
 @staff_required
@@ -88,10 +97,14 @@ def sessions(request):
     now = timezone.now()
     form = SessionFilterForm(request.GET or None)
     page, query = _page(request, filter_sessions(form, now), SESSIONS_PER_PAGE)
-    rows = [{"session": s, "pin_status": profile_status(s.override_profile, now)} for s in page]
+    rows = []
+    for session in page:
+        pins = pin_rows(session, now)
+        rows.append({"session": session, "pins": pins,
+                     "unavailable": any(not row["status"].available for row in pins)})
     return render(request, "console/sessions.html", {
         "form": form, "page": page, "rows": rows, "query": query, "now": now, "nav": "sessions",
-        "stuck": Session.objects.filter(pinned_to_unavailable(now)).count(),
+        "stuck": Pin.objects.filter(pinned_to_unavailable(now, "profile__")).values("session_id").distinct().count(),
     })
 
 
@@ -125,14 +138,14 @@ def _describe(event):
 @staff_required
 def session_detail(request, session_key):
     now = timezone.now()
-    session = (Session.objects.select_related("provider", "override_profile", "last_profile")
+    session = (Session.objects.select_related("provider", "last_profile").prefetch_related(PINS)
                .filter(session_key=session_key).first())
     if session is None:
         raise Http404("unknown session")
     events = list(Event.objects.filter(session_key=session.session_key)[:TIMELINE_LIMIT + 1])
     return render(request, "console/session_detail.html", {
         "session": session,
-        "pin_status": profile_status(session.override_profile, now),
+        "pins": pin_rows(session, now),
         "last_status": profile_status(session.last_profile, now),
         "timeline": [(e, _describe(e)) for e in events[:TIMELINE_LIMIT]],
         "truncated": len(events) > TIMELINE_LIMIT,

@@ -28,8 +28,7 @@ from profiles import services as profile_services
 from profiles.errors import Invalid
 from profiles.events import new_event, write_events
 from profiles.models import AuthProfile, EventKind, Kind, ModelCooldown, Provider, Strategy
-from sessions_app.models import OverrideSource, Session
-from sessions_app.services import override_state
+from sessions_app.models import OverrideSource, Pin, Session
 
 ACTOR = "import:openclaw"
 REASON = "imported from openclaw"
@@ -565,8 +564,11 @@ class _Importer:
                                          "characters without '/', whitespace or control characters")
                 continue
             usable.append(entry)
-        existing = {s.session_key: s for s in Session.objects.select_for_update(of=("self",))
-                    .filter(session_key__in=[e.key for e in usable])}
+        existing = {s.session_key: s for s in Session.objects.select_for_update()
+                    .filter(session_key__in=[e.key for e in usable]).order_by("pk")}
+        pins = {}
+        for pin in Pin.objects.filter(session__in=list(existing.values())).order_by("session_id", "provider_id"):
+            pins.setdefault(pin.session_id, {})[pin.provider_id] = pin
         wanted_pids = {self.to_pid(e.override) for e in usable if e.override}
         profiles = AuthProfile.objects.select_related("provider").in_bulk([p for p in wanted_pids if p])
         events = []
@@ -585,7 +587,7 @@ class _Importer:
             if session is None:
                 self._create_session(entry, pin, events)
                 self.report.sessions_created += 1
-            elif self._update_session(session, entry, pin, pin_known, events):
+            elif self._update_session(session, pins.get(session.pk, {}), entry, pin, pin_known, events):
                 self.report.sessions_updated += 1
             else:
                 self.report.sessions_unchanged += 1
@@ -599,25 +601,23 @@ class _Importer:
 
     def _pin(self, session, entry, pin, events):
         profile, source = pin
-        before = _override_state(session)
-        session.override_profile = profile
-        session.override_source = source
-        session.override_set_at = self.now
-        session.override_set_by = ACTOR
-        session.override_reason = self._pin_reason(entry, source)
-        session.override_compaction_count = entry.compaction_count
+        _, event = session.set_pin(profile, source, self.now, ACTOR, self._pin_reason(entry, source),
+                                   compaction_count=entry.compaction_count)
         session.provider = profile.provider
-        events.append(new_event(EventKind.OVERRIDE_SET, self.now, ACTOR, session_key=session.session_key,
-                                profile_id=profile.id, provider_id=profile.provider_id, source=source,
-                                reason=session.override_reason, before=before, after=_override_state(session)))
+        events.append(event)
 
     def _create_session(self, entry, pin, events):
         session = Session(session_key=entry.key, session_id=entry.session_id, last_activity_at=entry.updated_at)
         if pin:
-            self._pin(session, entry, pin, events)
+            session.provider = pin[0].provider
         session.save(force_insert=True)
+        if pin:
+            self._pin(session, entry, pin, events)
+            session.save(update_fields=["pin_version", "provider"])
 
-    def _update_session(self, session, entry, pin, pin_known, events):
+    def _update_session(self, session, pins, entry, pin, pin_known, events):
+        """Bring a session in line with the file. openclaw keeps one pin per session: a pin in the file is
+        the pin of its profile's provider (pins on other providers stay); no pin in the file clears them all."""
         changed = False
         if session.session_id != entry.session_id:
             events.append(new_event(EventKind.SESSION_RESET, self.now, ACTOR, session_key=session.session_key,
@@ -630,36 +630,20 @@ class _Importer:
             session.last_activity_at = entry.updated_at
             changed = True
         if pin_known:
-            if pin is None and session.override_profile_id:
-                before = _override_state(session)
-                events.append(new_event(EventKind.OVERRIDE_CLEARED, self.now, ACTOR, session_key=session.session_key,
-                                        profile_id=session.override_profile_id,
-                                        provider_id=session.override_profile.provider_id,
-                                        source=session.override_source, reason=f"{REASON}: the session has no pin",
-                                        before=before, after={}))
-                session.override_profile = None
-                session.override_source = ""
-                session.override_set_at = self.now
-                session.override_set_by = ACTOR
-                session.override_reason = f"{REASON}: the session has no pin"
-                session.override_compaction_count = None
+            if pin is None and pins:
+                for provider_id in sorted(pins):
+                    events.append(session.clear_pin(pins[provider_id], self.now, ACTOR,
+                                                    f"{REASON}: the session has no pin"))
                 changed = True
-            elif pin is not None and (
-                session.override_profile_id != pin[0].id
-                or session.override_source != pin[1]
-                or session.override_compaction_count != entry.compaction_count
-            ):
-                self._pin(session, entry, pin, events)
-                changed = True
+            elif pin is not None:
+                current = pins.get(pin[0].provider_id)
+                if (current is None or current.profile_id != pin[0].id or current.source != pin[1]
+                        or current.compaction_count != entry.compaction_count):
+                    self._pin(session, entry, pin, events)
+                    changed = True
         if changed:
             session.save()
         return changed
-
-
-def _override_state(session):
-    """The session's override as events show it, with openclaw's compaction stamp."""
-    state = override_state(session)
-    return None if state is None else {**state, "compaction_count": session.override_compaction_count}
 
 
 # ---------------------------------------------------------------- export
@@ -717,17 +701,26 @@ def _usage_stats(profile, pair):
 
 
 def export_sessions():
-    """`sessions.json` entries: session id, activity time and the pin with its source."""
+    """`sessions.json` entries: session id, activity time and the pin with its source.
+
+    openclaw holds one pin per session: the pin of the session's current provider is exported, or, when
+    it has none there, its most recently set pin.
+    """
     out = {}
+    pins = {}
+    for pin in Pin.objects.order_by("session_id", "set_at", "provider_id"):
+        pins.setdefault(pin.session_id, []).append(pin)
     for session in Session.objects.order_by("session_key"):
         entry = {"sessionId": str(session.session_id)}
         if session.last_activity_at is not None:
             entry["updatedAt"] = to_ms(session.last_activity_at)
-        if session.override_profile_id:
-            entry["authProfileOverride"] = session.override_profile_id
-            entry["authProfileOverrideSource"] = session.override_source
-            if session.override_compaction_count is not None:
-                entry["authProfileOverrideCompactionCount"] = session.override_compaction_count
+        own = pins.get(session.pk, [])
+        pin = next((p for p in own if p.provider_id == session.provider_id), own[-1] if own else None)
+        if pin is not None:
+            entry["authProfileOverride"] = pin.profile_id
+            entry["authProfileOverrideSource"] = pin.source
+            if pin.compaction_count is not None:
+                entry["authProfileOverrideCompactionCount"] = pin.compaction_count
         out[session.session_key] = entry
     return out
 
