@@ -84,8 +84,8 @@ def _current(session, provider_id):
 # in the database unless the caller hands the credential out; the locked path reads whole rows.
 _STICKY_SESSION_FIELDS = ("session_key", "session_id", "last_profile", "override_profile", "override_source",
                           "boundary_pending", "last_activity_at")
-_STICKY_PROFILE_FIELDS = ("provider", "kind", "enabled", "cooldown_until", "cooldown_reason", "disabled_until",
-                          "disabled_reason")
+_STICKY_PROFILE_FIELDS = ("provider", "kind", "enabled", "expires_at", "cooldown_until", "cooldown_reason",
+                          "disabled_until", "disabled_reason")
 
 
 def _session_with_model_cooldowns(model, with_secret=False):
@@ -142,7 +142,7 @@ def select_profile(*, session_key, provider, now, actor, new_session=False, mode
 def _sticky(session, provider_id, now, model):
     """The lock-free path: a continuing session that keeps its profile. None when something must change."""
     current, source = _current(session, provider_id)
-    if current is None or not current.enabled:
+    if current is None or rules.switched_off(current, now):
         return None
     reason, until = rules.unavailability(current, now, _annotated_cooldown(session, current, model))
     if source == OverrideSource.USER:
@@ -325,7 +325,7 @@ def _new_session_choice(session, provider, ranked):
     pinned = session.override_profile
     if session.override_source == OverrideSource.USER and pinned is not None and pinned.provider_id == provider.id:
         candidate = by_id.get(pinned.id)
-        if candidate is not None and candidate.reason != "operator_disabled":
+        if candidate is not None and (candidate.available or candidate.until is not None):  # not switched off
             return _user_selection(session, candidate.profile, None if candidate.available else candidate.reason,
                                    candidate.until)
     return _default_choice(session, provider, ranked)
@@ -350,12 +350,12 @@ def _continuing_choice(session, provider, profiles, ranked, now, actor, events):
     if candidate is None:
         return _default_choice(session, provider, ranked)
     if source == OverrideSource.USER:
-        if candidate.reason != "operator_disabled":
+        if candidate.available or candidate.until is not None:  # not switched off
             return _user_selection(session, candidate.profile, None if candidate.available else candidate.reason,
                                    candidate.until)
         return _default_choice(session, provider, ranked)  # the person's pin stays for when it is switched on
     if candidate.available:
-        home = rules.home_profile(profiles)
+        home = rules.home_profile(profiles, now)
         if (
             home is not None
             and (source == OverrideSource.AUTO or provider.strategy == Strategy.ORDERED)

@@ -29,6 +29,8 @@ def profile_status(profile, now):
         return Status("available", "available")
     if reason == "operator_disabled":
         return Status("off", "switched off", "by an operator")
+    if reason == "expired":
+        return Status("off", "expired", f"since {profile.expires_at:%Y-%m-%d %H:%M} UTC: write a new secret or expiry")
     lane, _, why = reason.partition(":")
     if lane == "disabled":
         return Status("disabled", "disabled", why, until)
@@ -47,4 +49,5 @@ def pinned_to_unavailable(now, prefix="override_profile__"):
         Q(**{f"{prefix}enabled": False})
         | Q(**{f"{prefix}cooldown_until__gt": now})
         | Q(**{f"{prefix}disabled_until__gt": now})
+        | Q(**{f"{prefix}expires_at__lte": now, f"{prefix}kind__in": sorted(rules.EXPIRING_KINDS)})
     )
