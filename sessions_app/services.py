@@ -575,7 +575,9 @@ def override_state(session):
 
 
 class _DuplicateLease(Exception):
-    pass
+    def __init__(self, lease_id):
+        super().__init__(lease_id)
+        self.lease_id = lease_id
 
 
 def _validate_retry_after(value):
@@ -593,7 +595,10 @@ def _validate_retry_after(value):
 
 def report_outcome(*, profile, outcome, now, actor, session_key=None, lease_id=None, model=None,
                    retry_after_seconds=None, detail=""):
-    """Apply an outcome the gateway reports (DESIGN §2, Outcomes); a retried lease gets the first answer."""
+    """Apply an outcome the gateway reports (DESIGN §2, Outcomes); a retried lease gets the first answer.
+
+    With a lease and no `session_key`, the session is the one the lease was issued for.
+    """
     if outcome not in rules.OUTCOMES:
         raise Invalid(f"outcome must be one of {', '.join(rules.OUTCOMES)}", {"outcome": ["unknown outcome"]})
     key = ids.validate_session_key(session_key) if session_key is not None else None
@@ -605,13 +610,14 @@ def report_outcome(*, profile, outcome, now, actor, session_key=None, lease_id=N
     try:
         with transaction.atomic():
             target = profile_services.get_profile(profile, lock=True, without_secrets=True)
-            claim = leases.verify(lease_id, target.id, key or "") if lease_id is not None else None
+            claim = leases.verify(lease_id, target.id, key) if lease_id is not None else None
             if claim is not None:
+                key = claim.session_key or None
                 try:
                     leases.ensure_fresh(claim, now)
                 except Conflict:
                     if Lease.objects.filter(pk=claim.lease_id).exists():
-                        raise _DuplicateLease from None
+                        raise _DuplicateLease(claim.lease_id) from None
                     raise
             events, pair = profile_services.record_outcome(
                 target, outcome, now, actor, model=model, retry_after_seconds=retry_after_seconds, detail=detail
@@ -619,10 +625,10 @@ def report_outcome(*, profile, outcome, now, actor, session_key=None, lease_id=N
             failover = _after_report(key, target, outcome, pair, now, actor, events) if key else None
             answer = {"profile": profile_state(target, now), "failover": failover, "duplicate": False}
             if claim is not None and not _claim_lease(claim, key or "", target.id, outcome, answer, now):
-                raise _DuplicateLease
+                raise _DuplicateLease(claim.lease_id)
             write_events(events)
-    except _DuplicateLease:
-        stored = Lease.objects.get(pk=lease_id)
+    except _DuplicateLease as duplicate:
+        stored = Lease.objects.get(pk=duplicate.lease_id)
         return {**stored.answer, "duplicate": True}
     return answer
 

@@ -563,3 +563,18 @@ def test_it_clears_overrides_from_the_admin(failover, root):
     }, follow=True)
     assert "Override cleared: 1 session." in messages_of(response)
     assert Event.objects.latest("id").actor == "operator:root"
+
+
+def test_it_sets_and_shows_an_expiry_in_the_admin(failover, root, clock):
+    """The admin writes `expires_at` through the service (audited); once past, the list shows the profile expired."""
+    response = root.post("/admin/profiles/authprofile/anthropic_3Abackup2/change/", {
+        "kind": "token", "position": "2", "enabled": "on", "expires_at_0": "2026-04-07", "expires_at_1": "13:00:00",
+        "model_cooldowns-TOTAL_FORMS": "0", "model_cooldowns-INITIAL_FORMS": "0",
+    })
+    assert response.status_code == 302, response.content.decode()[:2000]
+    assert AuthProfile.objects.get(pk="anthropic:backup2").expires_at == T0 + timedelta(hours=1)
+    event = Event.objects.latest("id")
+    assert (event.kind, event.after) == ("profile_changed", {"kind": "token",
+                                                             "expires_at": "2026-04-07T13:00:00+00:00"})
+    clock.shift(timedelta(hours=1))
+    assert "expired" in root.get("/admin/profiles/authprofile/").content.decode()
