@@ -183,6 +183,19 @@ def test_it_shows_each_profile_state_with_reason_and_mask(failover, console, api
     assert AuthProfile.objects.get(pk="anthropic:default").secret_mask in row("anthropic:default")
 
 
+def test_it_shows_an_expired_token_as_expired_and_its_pinned_sessions_as_stuck(anthropic, api, console, clock):
+    """Past its `expires_at` a token reads `expired` on the board, and a session pinned to it is counted stuck."""
+    profile_services.update_profile("anthropic:backup2", T0, "test", kind="token", expires_at=T0 + timedelta(hours=1))
+    api.put(f"/api/sessions/{KEY}/override", {"profile": "anthropic:backup2"}, format="json")
+    assert "stuck" not in console.get("/console/sessions/").content.decode()
+    clock.shift(timedelta(hours=1))
+    html = console.get("/console/").content.decode()
+    row = html.split('data-profile="anthropic:backup2"')[1].split("</tr>")[0]
+    assert 'data-state="off"' in row and "expired" in row
+    sessions = console.get("/console/sessions/?unavailable=on").content.decode()
+    assert "1 session pinned to a profile" in sessions and KEY in sessions
+
+
 def test_it_lists_model_cooldowns_under_their_profile(anthropic, api, console):
     report(api, "anthropic:backup1", "rate_limit", model="claude-opus-4")
     html = console.get("/console/").content.decode()

@@ -333,3 +333,10 @@ def test_it_does_not_let_an_in_flight_auth_failure_disable_a_cooling_profile():
     stats = fail(stats, "auth", stats.cooldown_until + timedelta(seconds=1)).stats
     again = fail(stats, "auth", stats.last_failure_at + timedelta(seconds=5))
     assert again.event is None and again.stats.disabled_until is None and again.stats.error_count == 2
+
+
+def test_it_forgets_a_stale_streak_before_recording_an_outcome_that_is_not_the_keys_fault():
+    """An overloaded report after a day without failures starts counts afresh, as any failure would."""
+    stats = rules.Stats(error_count=3, failure_counts={"rate_limit": 3}, last_failure_at=NOW - timedelta(hours=24))
+    effect = fail(stats, "overloaded")
+    assert (effect.stats.error_count, effect.stats.failure_counts) == (0, {"overloaded": 1})
