@@ -196,6 +196,25 @@ def test_it_shows_an_expired_token_as_expired_and_its_pinned_sessions_as_stuck(a
     assert "1 session pinned to a profile" in sessions and KEY in sessions
 
 
+def test_it_warns_on_the_board_a_week_before_a_key_expires(anthropic, console, clock):
+    """Eight days ahead the expiry is shown plainly; seven days ahead it is a warning; an OAuth one never warns."""
+    profile_services.update_profile("anthropic:default", T0, "test", expires_at=T0 + timedelta(days=8))
+    profile_services.update_profile("anthropic:backup1", T0, "test", kind="oauth", expires_at=T0 - timedelta(hours=1))
+
+    def expiry(profile_id):
+        row = console.get("/console/").content.decode().split(f'data-profile="{profile_id}"')[1].split("</tr>")[0]
+        return re.search(r'class="prov expiry[^"]*" data-expiry="(\w+)">([^<]*)', row).groups()
+
+    assert expiry("anthropic:default") == ("later", "expires 2026-04-15 12:00 UTC")
+    assert expiry("anthropic:backup1")[0] == "shown"
+    clock.shift(timedelta(days=1))
+    state, text = expiry("anthropic:default")
+    assert state == "soon" and text.endswith("in 1\xa0week: renew it")
+    assert "expiry-warning" in console.get("/console/").content.decode()
+    clock.shift(timedelta(days=7))
+    assert expiry("anthropic:default")[0] == "expired"
+
+
 def test_it_lists_model_cooldowns_under_their_profile(anthropic, api, console):
     report(api, "anthropic:backup1", "rate_limit", model="claude-opus-4")
     html = console.get("/console/").content.decode()
