@@ -71,6 +71,8 @@ class AuthProfile(models.Model):
     metadata = models.JSONField(default=dict, blank=True)
     position = models.PositiveIntegerField(default=0, validators=[MinValueValidator(0)])
     enabled = models.BooleanField(default=True)
+    # api_key/token: the credential's end (unavailable from then on); oauth: the access token's, only shown.
+    expires_at = models.DateTimeField(null=True, blank=True)
 
     # Usage stats (DESIGN §1). Changed only through profiles.services.
     error_count = models.PositiveIntegerField(default=0)

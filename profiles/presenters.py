@@ -27,6 +27,7 @@ def profile_state(profile, now):
         "last_failure_at": iso(profile.last_failure_at),
         "failure_counts": profile.failure_counts or {},
         "secret_mask": profile.secret_mask,
+        "expires_at": iso(profile.expires_at),
     }
 
 

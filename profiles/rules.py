@@ -7,28 +7,66 @@ can be tested by handing it a time.
 
 from dataclasses import dataclass, field, replace
 from datetime import timedelta
-
-OUTCOMES = (
-    "success",
-    "rate_limit",
-    "overloaded",
-    "timeout",
-    "format",
-    "unknown",
-    "model_not_found",
-    "auth",
-    "auth_permanent",
-    "billing",
-)
-FAILURES = frozenset(OUTCOMES) - {"success"}
-COOLDOWN_LANE = frozenset({"rate_limit", "overloaded", "timeout", "format", "unknown", "model_not_found", "auth"})
-MODEL_SCOPED = frozenset({"rate_limit", "model_not_found"})
+from enum import StrEnum
 
 AUTH_DISABLE_THRESHOLD = 3
 COUNTS_FORGOTTEN_AFTER = timedelta(hours=24)
 MAX_RETRY_HINT = timedelta(hours=24)
 BILLING_BASE, BILLING_CAP = timedelta(hours=5), timedelta(hours=24)
 AUTH_BASE, AUTH_CAP = timedelta(minutes=30), timedelta(hours=6)
+
+
+# ---------------------------------------------------------------- outcome lanes
+
+
+class Lane(StrEnum):
+    SUCCESS = "success"  # forgets every failure
+    COOLDOWN = "cooldown"  # a window from the provider's ladder
+    DISABLED = "disabled"  # a longer window, doubling per consecutive failure of its family
+    RECORDED = "recorded"  # not the credential's fault: counted, never held against it
+
+
+@dataclass(frozen=True)
+class OutcomeRule:
+    """What one reported outcome does (DESIGN §2, Outcomes).
+
+    `model_scoped`: with a model, it cools only that (profile, model) pair.
+    `disables_at`: a cooldown-lane outcome whose n-th consecutive report disables instead.
+    `disable`: (family, base, cap) of the disablement; outcomes of one family share its doubling.
+    """
+
+    lane: Lane
+    model_scoped: bool = False
+    disables_at: int | None = None
+    disable: tuple | None = None
+
+
+_AUTH_DISABLE = ("auth", AUTH_BASE, AUTH_CAP)
+_BILLING_DISABLE = ("billing", BILLING_BASE, BILLING_CAP)
+
+# One entry per outcome value, in the order the API lists them.
+OUTCOME_RULES = {
+    "success": OutcomeRule(Lane.SUCCESS),
+    "rate_limit": OutcomeRule(Lane.COOLDOWN, model_scoped=True),
+    "overloaded": OutcomeRule(Lane.RECORDED),
+    "server_error": OutcomeRule(Lane.RECORDED),
+    "timeout": OutcomeRule(Lane.COOLDOWN),
+    "format": OutcomeRule(Lane.RECORDED),
+    "unknown": OutcomeRule(Lane.COOLDOWN),
+    "model_not_found": OutcomeRule(Lane.COOLDOWN, model_scoped=True),
+    "auth": OutcomeRule(Lane.COOLDOWN, disables_at=AUTH_DISABLE_THRESHOLD, disable=_AUTH_DISABLE),
+    "auth_permanent": OutcomeRule(Lane.DISABLED, disable=_AUTH_DISABLE),
+    "billing": OutcomeRule(Lane.DISABLED, disable=_BILLING_DISABLE),
+}
+OUTCOMES = tuple(OUTCOME_RULES)
+
+
+def lane(outcome):
+    return OUTCOME_RULES[outcome].lane
+
+
+def model_scoped(outcome):
+    return OUTCOME_RULES[outcome].model_scoped
 
 
 # ---------------------------------------------------------------- availability
@@ -41,7 +79,22 @@ class Candidate:
     profile: object
     available: bool
     reason: str
-    until: object = None  # datetime when it becomes available; None if available or never (operator)
+    until: object = None  # datetime when it becomes available; None if available or never (switched off)
+
+
+# Kinds whose `expires_at` is the credential's own end. An OAuth `expires_at` is its access token's,
+# which the gateway refreshes: shown, never used to rank.
+EXPIRING_KINDS = frozenset({"api_key", "token"})
+
+
+def expired(profile, now):
+    """An API key or token past its `expires_at` is out until an operator writes a new secret or expiry."""
+    return profile.kind in EXPIRING_KINDS and profile.expires_at is not None and profile.expires_at <= now
+
+
+def switched_off(profile, now):
+    """Out with no end in sight: switched off by an operator, or expired. Ranked last, never chosen."""
+    return not profile.enabled or expired(profile, now)
 
 
 def unavailability(profile, now, model_cooldown=None):
@@ -49,10 +102,12 @@ def unavailability(profile, now, model_cooldown=None):
 
     Windows that ended are simply over: expiry is judged here, by time, so a
     late scheduler never changes a decision. `until` is when every window
-    has ended; an operator switch has no end (`until` None).
+    has ended; an operator switch or an expired credential has no end (`until` None).
     """
     if not profile.enabled:
         return "operator_disabled", None
+    if expired(profile, now):
+        return "expired", None
     reasons = []
     if profile.disabled_until and profile.disabled_until > now:
         reasons.append((f"disabled:{profile.disabled_reason or 'unknown'}", profile.disabled_until))
@@ -116,9 +171,9 @@ def failover_choice(ranked, last_good_id, leaving_id):
     return first_choice(usable)
 
 
-def home_profile(profiles):
-    """The first-in-order profile an operator has not switched off: where sessions belong."""
-    enabled = sorted((p for p in profiles if p.enabled), key=lambda p: (p.position, p.id))
+def home_profile(profiles, now):
+    """The first-in-order profile that is not switched off (`switched_off`): where sessions belong."""
+    enabled = sorted((p for p in profiles if not switched_off(p, now)), key=lambda p: (p.position, p.id))
     return enabled[0] if enabled else None
 
 
@@ -184,7 +239,6 @@ class Effect:
 
     stats: Stats
     event: str | None
-    escalated: bool
 
 
 def forget_stale_counts(stats, now):
@@ -215,45 +269,60 @@ def success_stats(stats):
     return Stats(last_failure_at=stats.last_failure_at)
 
 
-def apply_failure(stats, outcome, now, ladder, retry_after_seconds=None):
-    """Apply one failure report to `stats` at `now` (DESIGN §2, Outcomes).
-
-    A failure while the profile is already out of service does not escalate:
-    requests in flight when the window began fail too. Only a later
-    `retry_after_seconds` hint may move a running cooldown later.
-    """
-    stats = forget_stale_counts(stats, now)
-    hint = clamp_hint(retry_after_seconds)
-    counts = dict(stats.failure_counts)
-    out_of_service = stats.cooling(now) or stats.disabled(now)
-    disables = outcome in ("billing", "auth_permanent") or (
-        outcome == "auth" and not out_of_service and counts.get("auth", 0) + 1 >= AUTH_DISABLE_THRESHOLD
+def _disablements(counts, family):
+    """How many consecutive disablements of `family` the counts amount to (each outcome from its threshold on)."""
+    return sum(
+        max(counts.get(outcome, 0) - (rule.disables_at or 1) + 1, 0)
+        for outcome, rule in OUTCOME_RULES.items()
+        if rule.disable is not None and rule.disable[0] == family
     )
 
-    if disables:
-        if stats.disabled(now):
-            return Effect(replace(stats, last_failure_at=now), None, False)
+
+def _disables(rule, counts, outcome, out_of_service):
+    if rule.lane == Lane.DISABLED:
+        return True
+    # a threshold outcome in flight while the profile is out of service does not count toward disabling it
+    return rule.disables_at is not None and not out_of_service and counts.get(outcome, 0) + 1 >= rule.disables_at
+
+
+def apply_failure(stats, outcome, now, ladder, retry_after_seconds=None):
+    """Apply one failure report to `stats` at `now` (DESIGN §2, Outcomes), by the outcome's lane.
+
+    A recorded-only outcome is counted and dated, nothing else. A failure while the profile is already
+    out of service does not escalate: requests in flight when the window began fail too. Only a later
+    `retry_after_seconds` hint may move a running cooldown later.
+    """
+    rule = OUTCOME_RULES[outcome]
+    stats = forget_stale_counts(stats, now)
+    counts = dict(stats.failure_counts)
+
+    if rule.lane == Lane.RECORDED:
         counts[outcome] = counts.get(outcome, 0) + 1
-        if outcome == "billing":
-            length = doubling(BILLING_BASE, BILLING_CAP, counts["billing"])
-        else:
-            auth_disables = counts.get("auth_permanent", 0) + max(counts.get("auth", 0) - AUTH_DISABLE_THRESHOLD + 1, 0)
-            length = doubling(AUTH_BASE, AUTH_CAP, auth_disables)
+        return Effect(replace(stats, failure_counts=counts, last_failure_at=now), None)
+
+    hint = clamp_hint(retry_after_seconds)
+    out_of_service = stats.cooling(now) or stats.disabled(now)
+
+    if _disables(rule, counts, outcome, out_of_service):
+        if stats.disabled(now):
+            return Effect(replace(stats, last_failure_at=now), None)
+        counts[outcome] = counts.get(outcome, 0) + 1
+        family, base, cap = rule.disable
         new = replace(
             stats,
             error_count=stats.error_count + 1,
             failure_counts=counts,
-            disabled_until=now + length,
+            disabled_until=now + doubling(base, cap, _disablements(counts, family)),
             disabled_reason=outcome,
             last_failure_at=now,
         )
-        return Effect(new, "disabled", True)
+        return Effect(new, "disabled")
 
     if out_of_service:
         later = now + hint
         if retry_after_seconds is not None and stats.cooling(now) and later > stats.cooldown_until:
-            return Effect(replace(stats, cooldown_until=later, last_failure_at=now), "cooldown_extended", False)
-        return Effect(replace(stats, last_failure_at=now), None, False)
+            return Effect(replace(stats, cooldown_until=later, last_failure_at=now), "cooldown_extended")
+        return Effect(replace(stats, last_failure_at=now), None)
 
     counts[outcome] = counts.get(outcome, 0) + 1
     error_count = stats.error_count + 1
@@ -266,7 +335,7 @@ def apply_failure(stats, outcome, now, ladder, retry_after_seconds=None):
         cooldown_reason=outcome,
         last_failure_at=now,
     )
-    return Effect(new, "cooldown_started", True)
+    return Effect(new, "cooldown_started")
 
 
 def snapshot(stats):

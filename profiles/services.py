@@ -4,6 +4,7 @@ The API, the console, the admin, the importer and the scheduler all call
 these; none of them writes usage stats by itself.
 """
 
+from datetime import datetime
 
 from django.db import transaction
 
@@ -19,6 +20,7 @@ from profiles.models import (
     ProviderAlias,
     Strategy,
 )
+from profiles.presenters import iso
 
 # ---------------------------------------------------------------- lookups
 
@@ -94,7 +96,7 @@ def record_outcome(profile, outcome, now, actor, *, model=None, retry_after_seco
     profile.last_used = now
     detail = (detail or "")[:500]
 
-    if outcome == "success":
+    if rules.lane(outcome) == rules.Lane.SUCCESS:
         before = rules.Stats.of(profile)
         if before.cooling(now):
             events.append(
@@ -123,7 +125,7 @@ def record_outcome(profile, outcome, now, actor, *, model=None, retry_after_seco
         profile.save(update_fields=["last_used", "last_failure_at", "updated_at"])
         return events, None
 
-    if model and outcome in rules.MODEL_SCOPED:
+    if model and rules.model_scoped(outcome):
         profile.save(update_fields=["last_used", "updated_at"])
         return _record_model_failure(profile, model, outcome, now, actor, retry_after_seconds, detail)
 
@@ -227,7 +229,7 @@ def _validate_position(position):
 
 @transaction.atomic
 def create_profile(raw_id, kind, secret, now, actor, *, position=None, enabled=True, refresh="", metadata=None,
-                   reason=""):
+                   expires_at=None, reason=""):
     """Create a profile; its provider is created with defaults when new."""
     secret = crypto.Secret(secret) if isinstance(secret, str) else secret
     reason = ids.clean_reason(reason)
@@ -235,6 +237,7 @@ def create_profile(raw_id, kind, secret, now, actor, *, position=None, enabled=T
     provider_id = resolve_provider_id(provider_part, "id")
     profile_id = f"{provider_id}:{name}"
     _validate_kind(kind)
+    _validate_expires_at(expires_at)
     if not isinstance(secret, str) or not secret:
         raise Invalid("secret is required", {"secret": ["required"]})
     provider, created = Provider.objects.get_or_create(pk=provider_id)
@@ -245,20 +248,35 @@ def create_profile(raw_id, kind, secret, now, actor, *, position=None, enabled=T
     if AuthProfile.objects.filter(pk=profile_id).exists():
         raise Conflict(f"profile {profile_id!r} already exists", {"id": ["already exists"]}, code="exists")
     profile = AuthProfile(id=profile_id, provider=provider, name=name, kind=kind, position=position,
-                          enabled=bool(enabled), metadata=metadata or {})
+                          enabled=bool(enabled), metadata=metadata or {}, expires_at=expires_at)
     profile.set_secret(secret, refresh)
     profile.save(force_insert=True)
+    after = {"kind": kind, "position": position, "enabled": profile.enabled, "secret_mask": profile.secret_mask}
+    if expires_at is not None:
+        after["expires_at"] = expires_at.isoformat()
     write_events([
         new_event(EventKind.PROFILE_CREATED, now, actor, profile_id=profile_id, provider_id=provider_id,
-                  reason=reason, after={"kind": kind, "position": position, "enabled": profile.enabled,
-                                        "secret_mask": profile.secret_mask})
+                  reason=reason, after=after)
     ])
     return profile
 
 
+def _validate_expires_at(expires_at):
+    if expires_at is not None and (not isinstance(expires_at, datetime) or expires_at.tzinfo is None):
+        raise Invalid("expires_at must be a timestamp with a zone", {"expires_at": ["timestamp with a zone"]})
+
+
+UNCHANGED = object()
+
+
 @transaction.atomic
-def update_profile(profile_id, now, actor, *, kind=None, secret=None, position=None, enabled=None, reason=""):
+def update_profile(profile_id, now, actor, *, kind=None, secret=None, position=None, enabled=None,
+                   expires_at=UNCHANGED, reason=""):
+    """Change a profile. A new secret without a new `expires_at` ends the old credential's expiry
+    (docs/decisions.md); `expires_at=None` removes it."""
     reason = ids.clean_reason(reason)
+    if expires_at is not UNCHANGED:
+        _validate_expires_at(expires_at)
     profile = _locked(profile_id)
     before, after = {}, {}
     if kind is not None and kind != profile.kind:
@@ -276,6 +294,11 @@ def update_profile(profile_id, now, actor, *, kind=None, secret=None, position=N
         before["secret_mask"] = profile.secret_mask
         profile.set_secret(secret)
         after["secret_mask"] = profile.secret_mask
+        if expires_at is UNCHANGED:
+            expires_at = None  # the expiry was the old credential's
+    if expires_at is not UNCHANGED and expires_at != profile.expires_at:
+        before["expires_at"], after["expires_at"] = iso(profile.expires_at), iso(expires_at)
+        profile.expires_at = expires_at
     events = []
     if before:
         events.append(new_event(EventKind.PROFILE_CHANGED, now, actor, profile_id=profile.id,

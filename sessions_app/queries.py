@@ -11,6 +11,7 @@ from django.db import connection
 from django.db.models import BigIntegerField, BooleanField, OuterRef, Subquery
 from django.db.models.expressions import RawSQL
 
+from profiles import rules
 from profiles.models import AuthProfile, Event, ModelCooldown, Provider, Strategy
 from sessions_app.models import BulkReset, Lease, Pin, Session
 
@@ -39,7 +40,9 @@ def _candidates_sql(vendor, with_model, extra_ids):
     profile, provider = AuthProfile._meta.db_table, Provider._meta.db_table
     collate = ' COLLATE "C"' if vendor == "postgresql" else ""  # SQLite's BINARY compares code points already
     order = f"c.position, c.id{collate}"
-    available = ("c.provider_id = %s AND c.enabled AND (c.disabled_until IS NULL OR c.disabled_until <= %s) "
+    kinds = ", ".join(f"'{kind}'" for kind in sorted(rules.EXPIRING_KINDS))
+    left_on = f"c.enabled AND (c.expires_at IS NULL OR c.expires_at > %s OR c.kind NOT IN ({kinds}))"  # switched_off
+    available = (f"c.provider_id = %s AND {left_on} AND (c.disabled_until IS NULL OR c.disabled_until <= %s) "
                  "AND (c.cooldown_until IS NULL OR c.cooldown_until <= %s)")
     if with_model:
         available += (f" AND NOT EXISTS (SELECT 1 FROM {ModelCooldown._meta.db_table} AS m "
@@ -50,7 +53,7 @@ def _candidates_sql(vendor, with_model, extra_ids):
         f"SELECT id FROM (SELECT c.id FROM {profile} AS c WHERE {available} AND EXISTS "
         f"(SELECT 1 FROM {provider} AS p WHERE p.id = %s AND p.strategy = '{Strategy.ROUND_ROBIN.value}') "
         f"ORDER BY c.last_used ASC NULLS FIRST, {order} LIMIT {FEW_AVAILABLE}) AS by_use",
-        f"SELECT id FROM (SELECT c.id FROM {profile} AS c WHERE c.provider_id = %s AND c.enabled "
+        f"SELECT id FROM (SELECT c.id FROM {profile} AS c WHERE c.provider_id = %s AND {left_on} "
         f"ORDER BY {order} LIMIT 1) AS home",
         f"SELECT last_good_id FROM {provider} WHERE id = %s",
     ]
@@ -65,12 +68,12 @@ def _decision_candidates(provider_id, model, now, ids_):
     """Which of a provider's profiles a decision at `now` can pick: (sql, params) of a condition on their ids.
 
     The first FEW_AVAILABLE available profiles in position order and, for a round-robin provider,
-    least recently used first; the first profile an operator left on (where a continuing session
-    belongs); `last_good`; and `ids_` (the profiles the session is on or pinned to).
+    least recently used first; the first profile not switched off (`rules.home_profile`: where a
+    continuing session belongs); `last_good`; and `ids_` (the profiles the session is on or pinned to).
     Availability here is `rules.unavailability`'s, written in SQL.
     """
-    available = [provider_id, now, now] + ([model, now] if model else [])
-    params = available + available + [provider_id, provider_id, provider_id]
+    available = [provider_id, now, now, now] + ([model, now] if model else [])
+    params = available + available + [provider_id, provider_id, now, provider_id]
     for profile_id in ids_:
         params += [profile_id, provider_id]
     sql = _candidates_sql(connection.vendor, bool(model), len(ids_))
@@ -161,8 +164,8 @@ def insert_if_new(session):
     return True
 
 
-_PROFILE_COLUMNS = ("id", "provider_id", "kind", "enabled", "cooldown_until", "cooldown_reason", "disabled_until",
-                    "disabled_reason")
+_PROFILE_COLUMNS = ("id", "provider_id", "kind", "enabled", "expires_at", "cooldown_until", "cooldown_reason",
+                    "disabled_until", "disabled_reason")
 
 
 @lru_cache(maxsize=8)

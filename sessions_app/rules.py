@@ -13,7 +13,6 @@ from datetime import datetime
 from profiles import rules as profile_rules
 
 AUTO, USER, DEFAULT = "auto", "user", "default"
-OPERATOR_DISABLED = "operator_disabled"
 
 # Event kinds a pin change records (profiles.models.EventKind values).
 PIN_SET, PIN_CLEARED, PIN_DROPPED, PIN_CARRIED = "override_set", "override_cleared", "override_dropped", "override_carried"
@@ -113,8 +112,8 @@ def _usable_user_pin(state, by_id):
     if state.pin is None or state.pin.source != USER:
         return None
     candidate = by_id.get(state.pin.profile_id)
-    if candidate is None or candidate.reason == OPERATOR_DISABLED:
-        return None  # switched off: the pin stays for when it is switched on, the order serves meanwhile
+    if candidate is None or (not candidate.available and candidate.until is None):
+        return None  # switched off (by an operator, or expired): the pin stays, the order serves meanwhile
     return candidate
 
 

@@ -77,8 +77,8 @@ def session_state(session, provider_id, pin=None):
     return rules.SessionState(rules.Pin(*pin) if pin else None, last, session.last_activity_at)
 
 
-def _policy(provider, profiles):
-    home = profile_rules.home_profile(profiles)
+def _policy(provider, profiles, now):
+    home = profile_rules.home_profile(profiles, now)
     return rules.Policy(provider.strategy, provider.last_good_id, home.id if home else None,
                         settings.AUTHBROKER_CACHE_IDLE_SECONDS)
 
@@ -222,7 +222,7 @@ def _select_locked(key, provider_raw, provider_id, now, actor, new_session, mode
                                          provider.strategy)
         else:
             decision = rules.continuing(session_state(session, provider.id, pins.get(provider.id)), ranked,
-                                        _policy(provider, profiles), now)
+                                        _policy(provider, profiles, now), now)
             _apply_pin(session, pins, provider.id, decision.pin, now,
                        actor if decision.source == rules.AUTO else SYSTEM, events)
         selection = Selection.of(decision, session)
@@ -469,7 +469,9 @@ def overrides_state(session):
 
 
 class _DuplicateLease(Exception):
-    pass
+    def __init__(self, lease_id):
+        super().__init__(lease_id)
+        self.lease_id = lease_id
 
 
 def _validate_retry_after(value):
@@ -487,7 +489,10 @@ def _validate_retry_after(value):
 
 def report_outcome(*, profile, outcome, now, actor, session_key=None, lease_id=None, model=None,
                    retry_after_seconds=None, detail=""):
-    """Apply an outcome the gateway reports (DESIGN §2, Outcomes); a retried lease gets the first answer."""
+    """Apply an outcome the gateway reports (DESIGN §2, Outcomes); a retried lease gets the first answer.
+
+    With a lease and no `session_key`, the session is the one the lease was issued for.
+    """
     if outcome not in profile_rules.OUTCOMES:
         raise Invalid(f"outcome must be one of {', '.join(profile_rules.OUTCOMES)}", {"outcome": ["unknown outcome"]})
     key = ids.validate_session_key(session_key) if session_key is not None else None
@@ -499,13 +504,14 @@ def report_outcome(*, profile, outcome, now, actor, session_key=None, lease_id=N
     try:
         with transaction.atomic():
             target = profile_services.get_profile(profile, lock=True, without_secrets=True)
-            claim = leases.verify(lease_id, target.id, key or "") if lease_id is not None else None
+            claim = leases.verify(lease_id, target.id, key) if lease_id is not None else None
             if claim is not None:
+                key = claim.session_key or None
                 try:
                     leases.ensure_fresh(claim, now)
                 except Conflict:
                     if Lease.objects.filter(pk=claim.lease_id).exists():
-                        raise _DuplicateLease from None
+                        raise _DuplicateLease(claim.lease_id) from None
                     raise
             events, pair = profile_services.record_outcome(
                 target, outcome, now, actor, model=model, retry_after_seconds=retry_after_seconds, detail=detail
@@ -516,10 +522,10 @@ def report_outcome(*, profile, outcome, now, actor, session_key=None, lease_id=N
                 lease_id=claim.lease_id, session_key=key or "", profile_id=target.id, issued_at=claim.issued_at,
                 reported_at=now, outcome=outcome, answer=answer)
             if lease is not None and not queries.claim_lease(lease):
-                raise _DuplicateLease
+                raise _DuplicateLease(claim.lease_id)
             write_events(events)
-    except _DuplicateLease:
-        stored = Lease.objects.get(pk=lease_id)
+    except _DuplicateLease as duplicate:
+        stored = Lease.objects.get(pk=duplicate.lease_id)
         return {**stored.answer, "duplicate": True}
     return answer
 

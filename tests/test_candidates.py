@@ -14,13 +14,16 @@ NAMES = ["a", "B", "b", "z", "é", "Z1", "k", "m"]
 
 
 def _scramble(rng, provider):
-    """Random windows, switches, positions (with ties), uses and model cooldowns; a random last_good."""
+    """Random windows, switches, kinds and expiries, positions (with ties), uses and model cooldowns; a random
+    last_good."""
     profiles = list(AuthProfile.objects.filter(provider=provider))
     for p in profiles:
         p.position = rng.choice([0, 1, 1, 2, 5])
         p.enabled = rng.random() > 0.15
         p.cooldown_until = T0 + timedelta(seconds=rng.choice([-60, 30, 90])) if rng.random() < 0.4 else None
         p.disabled_until = T0 + timedelta(seconds=rng.choice([-60, 600])) if rng.random() < 0.2 else None
+        p.kind = rng.choice(["api_key", "token", "oauth"])
+        p.expires_at = T0 + timedelta(seconds=rng.choice([-60, 0, 60])) if rng.random() < 0.3 else None
         p.last_used = T0 - timedelta(seconds=rng.randrange(1000)) if rng.random() < 0.7 else None
         p.save()
         ModelCooldown.objects.filter(profile=p).delete()
@@ -59,7 +62,7 @@ def test_it_chooses_from_the_candidates_as_from_every_profile(db):
         assert rules.first_choice(part).profile.id == rules.first_choice(full).profile.id
         assert (rules.failover_choice(part, provider.last_good_id, leaving.id).profile.id
                 == rules.failover_choice(full, provider.last_good_id, leaving.id).profile.id)
-        assert rules.home_profile(few) == rules.home_profile(everything)
+        assert rules.home_profile(few, T0) == rules.home_profile(everything, T0)
         by_id = {c.profile.id: c for c in part}
         for pid in {leaving.id, pinned.id if pinned else None, provider.last_good_id} - {None}:
             assert by_id[pid] == next(c for c in full if c.profile.id == pid)

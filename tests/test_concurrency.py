@@ -81,13 +81,17 @@ def test_it_counts_concurrent_failures_on_different_profiles_exactly(profiles, r
     assert Event.objects.filter(kind="cooldown_started").count() == 3
 
 
-def test_it_counts_one_report_for_concurrent_retries_of_one_lease(profiles, raw_token):
-    """Concurrent reports on one lease: only one counts, the others get its answer as duplicates."""
+@pytest.mark.parametrize("session_keys", ["every report", "half the reports", "no report"])
+def test_it_counts_one_report_for_concurrent_retries_of_one_lease(profiles, raw_token, session_keys):
+    """Concurrent reports on one lease, with or without the session key it carries: only one counts, the others
+    get its answer as duplicates, and the lease's session fails over once."""
     client = APIClient()
     client.credentials(HTTP_AUTHORIZATION=f"Bearer {raw_token}")
     lease = client.post("/api/select", {"session_key": "s", "provider": "anthropic"}, format="json").json()["lease_id"]
-    body = {"profile": "anthropic:default", "outcome": "billing", "session_key": "s", "lease_id": lease}
-    results = in_parallel(raw_token, "/api/report", [body] * THREADS)
+    body = {"profile": "anthropic:default", "outcome": "billing", "lease_id": lease}
+    keyed = {"every report": THREADS, "half the reports": THREADS // 2, "no report": 0}[session_keys]
+    bodies = [{**body, "session_key": "s"}] * keyed + [body] * (THREADS - keyed)
+    results = in_parallel(raw_token, "/api/report", bodies)
     assert {status for status, _ in results} == {200}
     assert sorted(answer["duplicate"] for _, answer in results) == [False] + [True] * (THREADS - 1)
     assert len({json.dumps({**answer, "duplicate": None}, sort_keys=True) for _, answer in results}) == 1

@@ -183,6 +183,38 @@ def test_it_shows_each_profile_state_with_reason_and_mask(failover, console, api
     assert AuthProfile.objects.get(pk="anthropic:default").secret_mask in row("anthropic:default")
 
 
+def test_it_shows_an_expired_token_as_expired_and_its_pinned_sessions_as_stuck(anthropic, api, console, clock):
+    """Past its `expires_at` a token reads `expired` on the board, and a session pinned to it is counted stuck."""
+    profile_services.update_profile("anthropic:backup2", T0, "test", kind="token", expires_at=T0 + timedelta(hours=1))
+    api.put(f"/api/sessions/{KEY}/override", {"profile": "anthropic:backup2"}, format="json")
+    assert "stuck" not in console.get("/console/sessions/").content.decode()
+    clock.shift(timedelta(hours=1))
+    html = console.get("/console/").content.decode()
+    row = html.split('data-profile="anthropic:backup2"')[1].split("</tr>")[0]
+    assert 'data-state="off"' in row and "expired" in row
+    sessions = console.get("/console/sessions/?unavailable=on").content.decode()
+    assert "1 session pinned to a profile" in sessions and KEY in sessions
+
+
+def test_it_warns_on_the_board_a_week_before_a_key_expires(anthropic, console, clock):
+    """Eight days ahead the expiry is shown plainly; seven days ahead it is a warning; an OAuth one never warns."""
+    profile_services.update_profile("anthropic:default", T0, "test", expires_at=T0 + timedelta(days=8))
+    profile_services.update_profile("anthropic:backup1", T0, "test", kind="oauth", expires_at=T0 - timedelta(hours=1))
+
+    def expiry(profile_id):
+        row = console.get("/console/").content.decode().split(f'data-profile="{profile_id}"')[1].split("</tr>")[0]
+        return re.search(r'class="prov expiry[^"]*" data-expiry="(\w+)">([^<]*)', row).groups()
+
+    assert expiry("anthropic:default") == ("later", "expires 2026-04-15 12:00 UTC")
+    assert expiry("anthropic:backup1")[0] == "shown"
+    clock.shift(timedelta(days=1))
+    state, text = expiry("anthropic:default")
+    assert state == "soon" and text.endswith("in 1\xa0week: renew it")
+    assert "expiry-warning" in console.get("/console/").content.decode()
+    clock.shift(timedelta(days=7))
+    assert expiry("anthropic:default")[0] == "expired"
+
+
 def test_it_lists_model_cooldowns_under_their_profile(anthropic, api, console):
     report(api, "anthropic:backup1", "rate_limit", model="claude-opus-4")
     html = console.get("/console/").content.decode()
@@ -563,3 +595,18 @@ def test_it_clears_overrides_from_the_admin(failover, root):
     }, follow=True)
     assert "Override cleared: 1 session." in messages_of(response)
     assert Event.objects.latest("id").actor == "operator:root"
+
+
+def test_it_sets_and_shows_an_expiry_in_the_admin(failover, root, clock):
+    """The admin writes `expires_at` through the service (audited); once past, the list shows the profile expired."""
+    response = root.post("/admin/profiles/authprofile/anthropic_3Abackup2/change/", {
+        "kind": "token", "position": "2", "enabled": "on", "expires_at_0": "2026-04-07", "expires_at_1": "13:00:00",
+        "model_cooldowns-TOTAL_FORMS": "0", "model_cooldowns-INITIAL_FORMS": "0",
+    })
+    assert response.status_code == 302, response.content.decode()[:2000]
+    assert AuthProfile.objects.get(pk="anthropic:backup2").expires_at == T0 + timedelta(hours=1)
+    event = Event.objects.latest("id")
+    assert (event.kind, event.after) == ("profile_changed", {"kind": "token",
+                                                             "expires_at": "2026-04-07T13:00:00+00:00"})
+    clock.shift(timedelta(hours=1))
+    assert "expired" in root.get("/admin/profiles/authprofile/").content.decode()

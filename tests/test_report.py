@@ -129,7 +129,7 @@ def test_it_cools_only_the_model_pair_for_a_model_rate_limit(anthropic, api, clo
 
 def test_it_cools_the_whole_profile_for_other_outcomes_even_with_a_model(anthropic, api, clock):
     """Only rate_limit and model_not_found are model-scoped."""
-    answer = report(api, "anthropic:default", "overloaded", model="claude-opus-4-6")
+    answer = report(api, "anthropic:default", "timeout", model="claude-opus-4-6")
     assert answer["profile"]["available"] is False
     assert not ModelCooldown.objects.exists()
 

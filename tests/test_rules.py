@@ -13,10 +13,10 @@ MIN = timedelta(minutes=1)
 
 
 def profile(pid, position=0, enabled=True, cooldown_until=None, disabled_until=None, last_used=None,
-            cooldown_reason="rate_limit", disabled_reason="billing"):
+            cooldown_reason="rate_limit", disabled_reason="billing", kind="api_key", expires_at=None):
     return SimpleNamespace(id=pid, position=position, enabled=enabled, cooldown_until=cooldown_until,
                            disabled_until=disabled_until, last_used=last_used, cooldown_reason=cooldown_reason,
-                           disabled_reason=disabled_reason)
+                           disabled_reason=disabled_reason, kind=kind, expires_at=expires_at)
 
 
 def fail(stats, outcome, now=NOW, hint=None):
@@ -50,6 +50,31 @@ def test_it_cools_only_the_model_a_model_scoped_cooldown_names():
     pair = SimpleNamespace(cooldown_until=NOW + MIN, cooldown_reason="rate_limit")
     assert rules.unavailability(profile("a"), NOW, pair) == ("model_cooldown:rate_limit", NOW + MIN)
     assert rules.is_available(profile("a"), NOW, None)
+
+
+@pytest.mark.parametrize("kind", ["api_key", "token"])
+def test_it_takes_an_expired_key_or_token_out_with_no_end(kind):
+    """From `expires_at` on (≤ now) the credential is out, reason `expired`, until nobody knows (None)."""
+    assert rules.is_available(profile("a", kind=kind, expires_at=NOW + timedelta(seconds=1)), NOW)
+    assert rules.unavailability(profile("a", kind=kind, expires_at=NOW), NOW) == ("expired", None)
+    cooling = profile("a", kind=kind, expires_at=NOW - MIN, cooldown_until=NOW + MIN)
+    assert rules.unavailability(cooling, NOW) == ("expired", None)
+
+
+def test_it_never_ranks_by_an_oauth_expiry():
+    """An OAuth `expires_at` is the access token's, refreshed by the gateway: shown, never used to rank."""
+    assert rules.is_available(profile("a", kind="oauth", expires_at=NOW - timedelta(days=30)), NOW)
+    assert not rules.switched_off(profile("a", kind="oauth", expires_at=NOW - MIN), NOW)
+
+
+def test_it_ranks_an_expired_credential_like_a_switched_off_one():
+    """Expired profiles come after those that will come back, and are never a choice or a home."""
+    expired = profile("a", 0, kind="token", expires_at=NOW - MIN)
+    ranked = rules.rank([expired, profile("b", 1, cooldown_until=NOW + MIN)], NOW)
+    assert [c.profile.id for c in ranked] == ["b", "a"]
+    assert rules.first_choice(rules.rank([expired], NOW)) is None
+    assert rules.home_profile([expired, profile("b", 1)], NOW).id == "b"
+    assert rules.home_profile([expired, profile("b", 1)], NOW - timedelta(hours=1)).id == "a"
 
 
 # ---------------------------------------------------------------- order
@@ -109,7 +134,7 @@ def test_it_prefers_last_good_when_failing_over():
 
 def test_it_finds_home_among_enabled_profiles_by_position():
     """Home is the first-in-order profile an operator has left on, whatever its cooldown."""
-    home = rules.home_profile([profile("b", 1), profile("a", 0, enabled=False), profile("c", 2)])
+    home = rules.home_profile([profile("b", 1), profile("a", 0, enabled=False), profile("c", 2)], NOW)
     assert home.id == "b"
 
 
@@ -131,6 +156,79 @@ def test_it_reads_legacy_pins_the_way_openclaw_does(source, stamp, expected):
 
 # ---------------------------------------------------------------- outcomes
 
+COOLING = ("rate_limit", "timeout", "unknown", "model_not_found", "auth")
+DISABLING = ("billing", "auth_permanent")
+RECORDED_ONLY = ("overloaded", "server_error", "format")
+
+
+def test_it_knows_exactly_the_outcomes_of_the_contract():
+    """DESIGN §2's outcome values, each with a lane: a new outcome needs its entry (and a row below)."""
+    assert rules.OUTCOMES == ("success", "rate_limit", "overloaded", "server_error", "timeout", "format", "unknown",
+                              "model_not_found", "auth", "auth_permanent", "billing")
+    assert {rules.lane(o) for o in COOLING} == {rules.Lane.COOLDOWN}
+    assert {rules.lane(o) for o in DISABLING} == {rules.Lane.DISABLED}
+    assert {rules.lane(o) for o in RECORDED_ONLY} == {rules.Lane.RECORDED}
+    assert rules.lane("success") == rules.Lane.SUCCESS
+    assert {"success", *COOLING, *DISABLING, *RECORDED_ONLY} == set(rules.OUTCOMES)
+
+
+@pytest.mark.parametrize("outcome", rules.OUTCOMES)
+def test_it_scopes_to_a_model_only_rate_limits_and_unknown_models(outcome):
+    """With a model, only `rate_limit` and `model_not_found` cool the (profile, model) pair alone."""
+    assert rules.model_scoped(outcome) == (outcome in ("rate_limit", "model_not_found"))
+
+
+@pytest.mark.parametrize("outcome", COOLING)
+def test_it_cools_for_a_ladder_step_on_a_cooldown_lane_outcome(outcome):
+    """The cooldown lane: one more error and the ladder's first rung, named after the outcome."""
+    effect = fail(rules.Stats(), outcome)
+    assert effect.event == "cooldown_started"
+    assert (effect.stats.error_count, effect.stats.failure_counts) == (1, {outcome: 1})
+    assert (effect.stats.cooldown_until, effect.stats.cooldown_reason) == (NOW + MIN, outcome)
+    assert effect.stats.disabled_until is None
+
+
+@pytest.mark.parametrize(("outcome", "length"), [("billing", timedelta(hours=5)), ("auth_permanent", 30 * MIN)])
+def test_it_disables_at_once_on_a_disabled_lane_outcome(outcome, length):
+    """The disabled lane: a disablement from the first report, no cooldown."""
+    effect = fail(rules.Stats(), outcome)
+    assert effect.event == "disabled"
+    assert (effect.stats.disabled_until, effect.stats.disabled_reason) == (NOW + length, outcome)
+    assert effect.stats.error_count == 1 and effect.stats.cooldown_until is None
+
+
+@pytest.mark.parametrize("outcome", RECORDED_ONLY)
+def test_it_only_counts_and_dates_a_recorded_only_outcome(outcome):
+    """Not the key's fault: failure_counts[outcome] and last_failure_at change, nothing else, no event."""
+    earlier = fail(rules.Stats(), "rate_limit", NOW - 10 * MIN).stats  # a streak of one, its window over
+    effect = fail(earlier, outcome, hint=3600)
+    assert effect.event is None
+    assert effect.stats == rules.Stats(error_count=1, failure_counts={"rate_limit": 1, outcome: 1},
+                                       cooldown_until=earlier.cooldown_until, cooldown_reason="rate_limit",
+                                       last_failure_at=NOW)
+
+
+@pytest.mark.parametrize("outcome", RECORDED_ONLY)
+def test_it_never_cools_nor_disables_for_a_storm_of_recorded_only_outcomes(outcome):
+    """A hundred in a row leave the profile available and its error count at zero."""
+    stats = rules.Stats()
+    for second in range(100):
+        effect = fail(stats, outcome, NOW + timedelta(seconds=second))
+        assert effect.event is None
+        stats = effect.stats
+    assert (stats.error_count, stats.failure_counts) == (0, {outcome: 100})
+    assert not stats.cooling(NOW + MIN) and not stats.disabled(NOW + MIN)
+
+
+@pytest.mark.parametrize("outcome", RECORDED_ONLY)
+def test_it_leaves_a_running_window_as_it_is_on_a_recorded_only_outcome(outcome):
+    """Recorded while cooling or disabled: the window and the count stay where they were."""
+    cooling = fail(rules.Stats(), "rate_limit").stats
+    assert fail(cooling, outcome, NOW + timedelta(seconds=5), hint=600).stats.cooldown_until == NOW + MIN
+    disabled = fail(rules.Stats(), "billing").stats
+    after = fail(disabled, outcome, NOW + timedelta(seconds=5)).stats
+    assert (after.disabled_until, after.error_count) == (disabled.disabled_until, 1)
+
 
 def test_it_climbs_the_cooldown_ladder_for_consecutive_failures():
     """1, 5, 25, then 60 minutes (the cap) for the 1st, 2nd, 3rd, 4th+ failure."""
@@ -146,8 +244,8 @@ def test_it_climbs_the_cooldown_ladder_for_consecutive_failures():
 def test_it_does_not_escalate_a_failure_reported_while_cooling():
     """Requests in flight when the cooldown began fail too: count and deadline stay."""
     first = fail(rules.Stats(), "rate_limit")
-    again = fail(first.stats, "overloaded", NOW + timedelta(seconds=10))
-    assert again.event is None and not again.escalated
+    again = fail(first.stats, "timeout", NOW + timedelta(seconds=10))
+    assert again.event is None
     assert again.stats.error_count == 1
     assert again.stats.cooldown_until == first.stats.cooldown_until
     assert again.stats.failure_counts == {"rate_limit": 1}
@@ -235,3 +333,10 @@ def test_it_does_not_let_an_in_flight_auth_failure_disable_a_cooling_profile():
     stats = fail(stats, "auth", stats.cooldown_until + timedelta(seconds=1)).stats
     again = fail(stats, "auth", stats.last_failure_at + timedelta(seconds=5))
     assert again.event is None and again.stats.disabled_until is None and again.stats.error_count == 2
+
+
+def test_it_forgets_a_stale_streak_before_recording_an_outcome_that_is_not_the_keys_fault():
+    """An overloaded report after a day without failures starts counts afresh, as any failure would."""
+    stats = rules.Stats(error_count=3, failure_counts={"rate_limit": 3}, last_failure_at=NOW - timedelta(hours=24))
+    effect = fail(stats, "overloaded")
+    assert (effect.stats.error_count, effect.stats.failure_counts) == (0, {"overloaded": 1})

@@ -121,7 +121,7 @@ def test_it_returns_a_continuing_session_home_after_the_idle_window(anthropic, a
 def test_it_fails_over_a_continuing_session_whose_profile_went_away(anthropic, api, clock):
     """A report without the session still makes the next select fail over, recorded as auto."""
     select(api)
-    report(api, "anthropic:default", "overloaded")  # no session_key: the session is not told
+    report(api, "anthropic:default", "timeout")  # no session_key: the session is not told
     answer = select(api)
     assert (answer["profile"], answer["source"]) == ("anthropic:backup1", "auto")
     assert "failover" in answer["reason"]

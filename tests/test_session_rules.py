@@ -14,7 +14,7 @@ IDLE = 300
 
 
 def profile(name, position, **windows):
-    fields = dict(enabled=True, cooldown_until=None, disabled_until=None, last_used=None,
+    fields = dict(kind="api_key", expires_at=None, enabled=True, cooldown_until=None, disabled_until=None, last_used=None,
                   cooldown_reason="rate_limit", disabled_reason="billing")
     fields.update(windows)
     return SimpleNamespace(id=f"anthropic:{name}", position=position, **fields)

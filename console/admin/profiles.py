@@ -105,7 +105,9 @@ class ProfileForm(forms.ModelForm):
 
     class Meta:
         model = AuthProfile
-        fields = ("kind", "position", "enabled")
+        fields = ("kind", "position", "enabled", "expires_at")
+        help_texts = {"expires_at": "An API key or token is not used from then on (an OAuth one is only shown). "
+                                    "A new secret without a new expiry removes it."}
 
 
 class ModelCooldownInline(admin.TabularInline):
@@ -122,14 +124,14 @@ class ModelCooldownInline(admin.TabularInline):
 class AuthProfileAdmin(admin.ModelAdmin):
     form = ProfileForm
     list_display = ("id", "provider", "kind", "position", "enabled", "status", "error_count", "cooldown_until",
-                    "disabled_until", "last_used", "secret_mask")
+                    "disabled_until", "expires_at", "last_used", "secret_mask")
     list_filter = ("provider", "kind", "enabled")
     list_select_related = ("provider",)
     search_fields = ("id",)
     ordering = ("provider_id", "position", "id")
     readonly_fields = ("id", "provider", "name", "secret_mask", "metadata", *USAGE_STATS, "created_at", "updated_at")
     fieldsets = (
-        (None, {"fields": ("id", "provider", "name", "kind", "position", "enabled")}),
+        (None, {"fields": ("id", "provider", "name", "kind", "position", "enabled", "expires_at")}),
         ("Secret (write-only)", {"fields": ("secret_mask", "new_secret")}),
         ("Usage stats", {"fields": USAGE_STATS}),
         ("More", {"fields": ("metadata", "created_at", "updated_at")}),
@@ -147,10 +149,11 @@ class AuthProfileAdmin(admin.ModelAdmin):
 
     def save_model(self, request, obj, form, change):
         data = form.cleaned_data
+        expiry = {"expires_at": data["expires_at"]} if "expires_at" in form.changed_data else {}
         try:
             services.update_profile(obj.pk, timezone.now(), operator(request), kind=data["kind"],
                                     position=data["position"], enabled=data["enabled"],
-                                    secret=data.get("new_secret") or None, reason="changed in the admin")
+                                    secret=data.get("new_secret") or None, reason="changed in the admin", **expiry)
         except ServiceError as error:
             self.message_user(request, f"Nothing changed: {error.message}", messages.ERROR)
 

@@ -1,7 +1,9 @@
 """Strict serializer building blocks: wrong types are refused, never coerced."""
 
 import math
+from datetime import UTC
 
+from django.utils.dateparse import parse_datetime
 from rest_framework import serializers
 
 
@@ -49,3 +51,23 @@ class NonNegativeNumberField(serializers.FloatField):
         if isinstance(data, float) and not math.isfinite(data):
             raise serializers.ValidationError("must be a finite number")
         return float(min(data, 10**9))
+
+
+class ZonedDateTimeField(serializers.DateTimeField):
+    """An ISO 8601 timestamp that names its zone (`Z` or an offset); a naive or unparsable value is refused."""
+
+    def to_internal_value(self, data):
+        if not isinstance(data, str) or len(data) > 64:
+            raise serializers.ValidationError("must be an ISO 8601 timestamp with a zone")
+        try:
+            value = parse_datetime(data.strip())
+        except ValueError:
+            value = None
+        if value is None:
+            raise serializers.ValidationError("must be an ISO 8601 timestamp with a zone")
+        if value.tzinfo is None:
+            raise serializers.ValidationError("must name its zone (Z or an offset such as +02:00)")
+        try:
+            return value.astimezone(UTC)
+        except OverflowError:
+            raise serializers.ValidationError("out of range") from None

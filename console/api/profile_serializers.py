@@ -7,6 +7,7 @@ from console.api.fields import (
     StrictCharField,
     StrictIntegerField,
     StrictSerializer,
+    ZonedDateTimeField,
 )
 from profiles.crypto import Secret
 from profiles.models import Kind, Strategy
@@ -32,6 +33,7 @@ class ProfileStateSerializer(serializers.Serializer):
     last_failure_at = serializers.DateTimeField(allow_null=True)
     failure_counts = serializers.DictField(child=serializers.IntegerField())
     secret_mask = serializers.CharField(allow_blank=True)
+    expires_at = serializers.DateTimeField(allow_null=True)
 
 
 class ProviderStateSerializer(serializers.Serializer):
@@ -63,6 +65,7 @@ class ProfileCreateRequest(StrictSerializer):
     secret = SecretField()
     position = StrictIntegerField(required=False, min_value=0, max_value=1_000_000)
     enabled = StrictBooleanField(required=False, default=True)
+    expires_at = ZonedDateTimeField(required=False, allow_null=True)
     reason = StrictCharField(max_length=500, required=False, allow_blank=True)
 
 
@@ -71,6 +74,8 @@ class ProfilePatchRequest(StrictSerializer):
     secret = SecretField(required=False)
     position = StrictIntegerField(required=False, min_value=0, max_value=1_000_000)
     enabled = StrictBooleanField(required=False)
+    expires_at = ZonedDateTimeField(required=False, allow_null=True,
+                                    help_text="null removes it; writing a new secret without it removes it too")
     reason = StrictCharField(max_length=500, required=False, allow_blank=True)
 
 

@@ -12,6 +12,7 @@ from console.api.profile_serializers import ProfileStateSerializer
 from profiles.models import Event
 from profiles.presenters import iso
 from profiles.rules import OUTCOMES
+from sessions_app.leases import MAX_LENGTH as LEASE_MAX_LENGTH
 from sessions_app.services import RESET_REASONS, override_state, overrides_state
 
 # ---------------------------------------------------------------- requests
@@ -29,7 +30,7 @@ class ReportRequest(StrictSerializer):
     profile = StrictCharField(max_length=255)
     outcome = serializers.ChoiceField(choices=OUTCOMES)
     session_key = StrictCharField(max_length=255, required=False, allow_null=True)
-    lease_id = StrictCharField(max_length=64, required=False, allow_null=True)
+    lease_id = StrictCharField(max_length=LEASE_MAX_LENGTH, required=False, allow_null=True)
     model = StrictCharField(max_length=190, required=False, allow_null=True)
     retry_after_seconds = NonNegativeNumberField(required=False, allow_null=True)
     detail = StrictCharField(max_length=2000, required=False, allow_blank=True, allow_null=True)

@@ -1,7 +1,7 @@
 """How the console shows state: a profile's status for people, built on the same rules the decisions use."""
 
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from django.db.models import Q
 
@@ -29,10 +29,37 @@ def profile_status(profile, now):
         return Status("available", "available")
     if reason == "operator_disabled":
         return Status("off", "switched off", "by an operator")
+    if reason == "expired":
+        return Status("off", "expired", f"since {profile.expires_at:%Y-%m-%d %H:%M} UTC: write a new secret or expiry")
     lane, _, why = reason.partition(":")
     if lane == "disabled":
         return Status("disabled", "disabled", why, until)
     return Status("cooling", "cooling", why, until)
+
+
+# How far ahead the board warns that a key or token is about to expire.
+EXPIRY_WARNING = timedelta(days=7)
+
+
+@dataclass(frozen=True)
+class Expiry:
+    at: datetime
+    state: str  # "expired" | "soon" | "later" | "shown" (an OAuth access token's, refreshed by the gateway)
+
+    @property
+    def warning(self):
+        return self.state in ("expired", "soon")
+
+
+def expiry_note(profile, now):
+    """What the board says of a profile's `expires_at`, warning a week ahead; None without one."""
+    if profile.expires_at is None:
+        return None
+    if profile.kind not in rules.EXPIRING_KINDS:
+        return Expiry(profile.expires_at, "shown")
+    if rules.expired(profile, now):
+        return Expiry(profile.expires_at, "expired")
+    return Expiry(profile.expires_at, "soon" if profile.expires_at - now <= EXPIRY_WARNING else "later")
 
 
 def model_cooldown_status(pair, now):
@@ -47,4 +74,5 @@ def pinned_to_unavailable(now, prefix="override_profile__"):
         Q(**{f"{prefix}enabled": False})
         | Q(**{f"{prefix}cooldown_until__gt": now})
         | Q(**{f"{prefix}disabled_until__gt": now})
+        | Q(**{f"{prefix}expires_at__lte": now, f"{prefix}kind__in": sorted(rules.EXPIRING_KINDS)})
     )

@@ -15,7 +15,12 @@ from django.shortcuts import render
 from django.utils import timezone
 
 from console.ui.decorators import staff_required
-from console.ui.display import model_cooldown_status, pinned_to_unavailable, profile_status
+from console.ui.display import (
+    expiry_note,
+    model_cooldown_status,
+    pinned_to_unavailable,
+    profile_status,
+)
 from console.ui.forms import EventFilterForm, OverrideForm, SessionFilterForm
 from profiles.models import AuthProfile, Event, EventKind, ModelCooldown, Provider
 from sessions_app.models import OverrideSource, Pin, Session
@@ -50,6 +55,7 @@ def providers(request):
         rows[profile.provider_id].append({
             "profile": profile,
             "status": profile_status(profile, now),
+            "expiry": expiry_note(profile, now),
             "models": models.get(profile.id, []),
             "pinned_auto": pinned[profile.id].get(OverrideSource.AUTO, 0),
             "pinned_user": pinned[profile.id].get(OverrideSource.USER, 0),
