@@ -61,6 +61,20 @@ def env_rate(name, default):
     return value
 
 
+def prepared_statements():
+    """psycopg prepares a statement on the server after its `prepare_threshold`-th run on a connection, so
+    PostgreSQL stops planning the hot queries anew each time (docs/performance.md). Django's backend passes
+    `prepare_threshold=None` (never prepare) unless OPTIONS sets it, and only a server-side binding cursor
+    can prepare, so both go together: DATABASE_SERVER_SIDE_BINDING (on by default) switches both, and
+    DATABASE_PREPARE_THRESHOLD (default 5, psycopg's own) sets the count. Off for a pooler in transaction
+    mode that does not track prepared statements (PgBouncer before 1.21, or without max_prepared_statements).
+    """
+    if not env_bool("DATABASE_SERVER_SIDE_BINDING", True):
+        return {"server_side_binding": False}
+    return {"server_side_binding": True,
+            "prepare_threshold": env_int("DATABASE_PREPARE_THRESHOLD", 5, minimum=0)}
+
+
 def database_from_url(url):
     """Translate DATABASE_URL (postgres:// or sqlite:///) into a DATABASES entry."""
     parsed = urlparse(url)
@@ -82,11 +96,7 @@ def database_from_url(url):
             "PORT": str(parsed.port or ""),
             "CONN_MAX_AGE": env_int("DATABASE_CONN_MAX_AGE", 600),
             "CONN_HEALTH_CHECKS": True,
-            # Server-side binding lets psycopg prepare the statements a worker repeats (after 5 runs), so
-            # PostgreSQL stops planning the hot queries anew each time (docs/performance.md). Off for a
-            # pooler in transaction mode (PgBouncer), which cannot keep prepared statements.
-            "OPTIONS": {"connect_timeout": int(options.pop("connect_timeout", 3)),
-                        "server_side_binding": env_bool("DATABASE_SERVER_SIDE_BINDING", True), **options},
+            "OPTIONS": {"connect_timeout": int(options.pop("connect_timeout", 3)), **prepared_statements(), **options},
         }
     raise ImproperlyConfigured(f"DATABASE_URL scheme {parsed.scheme!r} is not supported (use postgres:// or sqlite:///)")
 
