@@ -172,6 +172,19 @@ TEMPLATES = [
 ]
 
 DATABASES = {"default": database_from_url(env_str("DATABASE_URL", "sqlite:///db.sqlite3"))}
+
+
+def cache_from_url(url):
+    """CACHE_URL: redis://host:6379/1 shares the cache (the throttle's counters) between processes and
+    instances; empty keeps each process's own local memory."""
+    if not url:
+        return {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}
+    if urlparse(url).scheme not in ("redis", "rediss", "unix"):
+        raise ImproperlyConfigured(f"CACHE_URL must be a redis:// URL, got {url!r}")
+    return {"BACKEND": "django.core.cache.backends.redis.RedisCache", "LOCATION": url}
+
+
+CACHES = {"default": cache_from_url(env_str("CACHE_URL"))}
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 AUTH_PASSWORD_VALIDATORS = [
@@ -243,8 +256,11 @@ AUTHBROKER_ENCRYPTION_KEYS = env_list("AUTHBROKER_ENCRYPTION_KEYS")
 AUTHBROKER_CACHE_IDLE_SECONDS = env_int("AUTHBROKER_CACHE_IDLE_SECONDS", 300)
 AUTHBROKER_LEASE_TTL_SECONDS = env_int("AUTHBROKER_LEASE_TTL_SECONDS", 600, minimum=1)
 AUTHBROKER_LEASE_RETENTION_SECONDS = env_int("AUTHBROKER_LEASE_RETENTION_SECONDS", 86400, minimum=1)
-# Per-token request rate ("N/s", "N/min", "N/hour", "N/day", or "off"); per process, see docs/operations.md.
-AUTHBROKER_THROTTLE_RATE = env_rate("AUTHBROKER_THROTTLE_RATE", "6000/min")
+# Per-token request rate ("N/s", "N/min", "N/hour", "N/day", or "off"), a fixed window counted in the cache
+# below. The default guards against a runaway client without ever limiting a real gateway: 60,000 a minute
+# (1,000/s, i.e. 500 LLM calls a second, select + report each) is more than one instance serves at all, so it
+# only binds on a shared cache across a fleet, or on a loop. See docs/operations.md.
+AUTHBROKER_THROTTLE_RATE = env_rate("AUTHBROKER_THROTTLE_RATE", "60000/min")
 AUTHBROKER_EVENT_RETENTION_DAYS = env_int("AUTHBROKER_EVENT_RETENTION_DAYS", 90, minimum=1)
 
 CELERY_BROKER_URL = env_str("CELERY_BROKER_URL", "filesystem://")
