@@ -262,6 +262,19 @@ def cpu_ticks(pid):
     return int(fields[11]) + int(fields[12])  # fields 14 and 15 of proc(5), counted after the name
 
 
+def machine_ticks():
+    """Busy and total clock ticks of the whole machine (/proc/stat), and the bench's own CPU and its waited-for
+    children's (wrk) in ms: what the rest of the machine did during a run is busy minus ours."""
+    import resource
+
+    fields = [int(x) for x in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:9]]
+    user, nice, system, idle, iowait, irq, softirq, steal = fields
+    own = resource.getrusage(resource.RUSAGE_SELF)
+    children = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return {"busy": user + nice + system + irq + softirq + steal, "total": sum(fields), "steal": steal,
+            "bench_ms": (own.ru_utime + own.ru_stime + children.ru_utime + children.ru_stime) * 1000}
+
+
 class CpuMeter:
     """CPU time of a server's gunicorn workers and of the PostgreSQL backends serving them."""
 
@@ -273,7 +286,7 @@ class CpuMeter:
             "SELECT pid FROM pg_stat_activity WHERE application_name = %s AND datname = %s",
             [self.server.app_name, DB_NAME]).fetchall()]
         return {"web": {pid: cpu_ticks(pid) for pid in self.server.workers()},
-                "db": {pid: cpu_ticks(pid) for pid in backends}}
+                "db": {pid: cpu_ticks(pid) for pid in backends}, "machine": machine_ticks()}
 
     @staticmethod
     def delta(before, after):
@@ -287,6 +300,13 @@ class CpuMeter:
                     total += ticks - (before[side].get(pid) or 0)
             out["vanished"] += sum(1 for pid in before[side] if after[side].get(pid) is None)
             out[f"{side}_ms"] = total * CLOCK_TICK_MS
+        # Everything else the machine did meanwhile (other tenants; not wrk, not the bench): the noise indicator.
+        m0, m1 = before["machine"], after["machine"]
+        busy_ms = (m1["busy"] - m0["busy"]) * CLOCK_TICK_MS
+        capacity_ms = (m1["total"] - m0["total"]) * CLOCK_TICK_MS
+        others_ms = busy_ms - out["web_ms"] - out["db_ms"] - (m1["bench_ms"] - m0["bench_ms"])
+        out["others_share"] = round(max(others_ms, 0) / capacity_ms, 3) if capacity_ms else None
+        out["steal_share"] = round((m1["steal"] - m0["steal"]) * CLOCK_TICK_MS / capacity_ms, 3) if capacity_ms else None
         return out
 
 
@@ -512,6 +532,8 @@ def summarise(run, concurrencies):
                 "ratio_to_floor": round(c_total / cpu_ms([results["floor"][str(c)]])[0], 2),
                 "requests": r["requests"],
                 "processes_vanished": r["cpu"]["vanished"],
+                "others_cpu_share": r["cpu"]["others_share"],
+                "steal_share": r["cpu"]["steal_share"],
             }
             if mode == "report_failure":
                 by_c[str(c)]["failovers"] = r["failovers"]
@@ -549,14 +571,18 @@ def goals(figures):
 def print_table(figures, concurrencies):
     log("")
     log(f"{'endpoint':<26} {'conc':>4} {'req/s':>8} {'p50 ms':>7} {'p99 ms':>7} {'cpu ms':>7} {'web':>6} "
-        f"{'db':>6} {'×floor':>7}")
+        f"{'db':>6} {'×floor':>7} {'others':>7}")
     for c in concurrencies:
         for mode in ENDPOINTS:
             f = figures[mode]["by_concurrency"][str(c)]
+            others = f"{f['others_cpu_share'] * 100:.0f} %" if f["others_cpu_share"] is not None else "-"
             log(f"{LABELS[mode]:<26} {c:>4} {f['rps']:>8.0f} {f['p50_ms']:>7.2f} {f['p99_ms']:>7.2f} "
                 f"{f['cpu_ms_per_request']:>7.3f} {f['web_cpu_ms']:>6.3f} {f['db_cpu_ms']:>6.3f} "
-                f"{f['ratio_to_floor']:>7.2f}")
+                f"{f['ratio_to_floor']:>7.2f} {others:>7}")
         log("")
+    log("others: share of the machine's CPU used meanwhile by processes that are not the bench, wrk, the server's "
+        "workers or their backends (other tenants); above a few % the figures are noisy.")
+    log("")
     log(f"{'all concurrencies':<26} {'cpu ms/req':>10} {'web':>6} {'db':>6} {'×floor':>7} {'p99 ms':>7} "
         f"{'queries':>7}  paths")
     for mode in ENDPOINTS:
