@@ -39,7 +39,8 @@ serve: migrate
 	$(VENV)/bin/gunicorn console.wsgi:application --bind 127.0.0.1:$(PORT) --workers $(WEB_CONCURRENCY) \
 		--access-logfile - --timeout 30
 
-# The benchmark (bench/run.py, docs/performance.md): its own PostgreSQL database, gunicorn, wrk.
+# The benchmark (bench/run.py, docs/performance.md): its own PostgreSQL database, gunicorn (authbroker and the
+# floor app of bench/floor), wrk; CPU per request against the floor; exits non-zero on any error answer.
 # BENCH_SESSIONS, BENCH_PROFILES, BENCH_CONCURRENCY, BENCH_DURATION scale it; BENCH_SCALE=1 runs the scale series.
 bench: install
 	WEB_CONCURRENCY=$(WEB_CONCURRENCY) $(PY) bench/run.py

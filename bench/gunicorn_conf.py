@@ -3,22 +3,26 @@
 They count, per worker, the SQL statements the application sends during each
 request (Django's `execute_wrapper`: the same statements `CaptureQueriesContext`
 sees in the tests, so BEGIN/COMMIT and the connection health check are not
-counted), keyed by the `X-Bench-Phase` header the wrk script sends. On exit
-each worker writes its counts and its peak RSS to `$BENCH_STATS_DIR`.
-Cost: one Python call per statement; nothing else of the server changes.
+counted), keyed by the `X-Bench-Phase` header the wrk script sends, and how many
+requests took the locked path (sent a `SELECT … FOR UPDATE`). On exit each worker
+writes its counts and its peak RSS to `$BENCH_STATS_DIR`.
+Cost: one Python call and one substring test per statement; nothing else of the server changes.
 """
 
 import json
 import os
 import resource
 
-_stats = {}  # phase -> [requests, statements]
+_stats = {}  # phase -> [requests, statements, requests that locked a row]
 _current = [None]
+_locked = [False]
 
 
 def _count(execute, sql, params, many, context):
     if _current[0] is not None:
         _current[0][1] += 1
+        if "FOR UPDATE" in sql:
+            _locked[0] = True
     return execute(sql, params, many, context)
 
 
@@ -34,12 +38,14 @@ def pre_request(worker, req):
         if name == "X-BENCH-PHASE":
             phase = value
             break
-    _current[0] = _stats.setdefault(phase, [0, 0])
+    _current[0] = _stats.setdefault(phase, [0, 0, 0])
+    _locked[0] = False
 
 
 def post_request(worker, req, environ, resp):
     if _current[0] is not None:
         _current[0][0] += 1
+        _current[0][2] += _locked[0]
     _current[0] = None
 
 

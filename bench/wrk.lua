@@ -1,12 +1,13 @@
 -- One wrk script for every endpoint the bench measures (bench/run.py starts it).
 -- wrk ... -s bench/wrk.lua URL -- MODE TOKEN SESSIONS LEASE_FILE RUN_ID THREADS
---   ping             GET /api/ping (authenticated, no work: the floor)
+--   floor            GET /floor?id=N on the floor app (bench/floor): one primary-key read, JSON out
+--   ping             GET /api/ping (authenticated, no work: DRF and the token lookup)
 --   select_continue  POST /api/select for an existing session that keeps its profile
 --   select_new       POST /api/select for a key never seen before
 --   report_success   POST /api/report success, with a fresh lease, for a session on that profile
 --   report_failure   POST /api/report rate_limit for the profile a session is on: it fails over
 -- The session mapping (provider i % 10, kind (i // 10) % 20) is bench/data.py's.
--- Every response is read: non-200 answers and failovers are counted, and
+-- Every response is read: non-2xx answers (by class, with the first one's body) and failovers are counted, and
 -- done() prints one JSON line that bench/run.py parses.
 
 local threads = {}
@@ -26,6 +27,8 @@ local counter = 0
 
 -- globals so done() can read them through thread:get
 answered, bad, failovers, duplicates, exhausted = 0, 0, 0, 0, 0
+s429, s4xx, s5xx, sother = 0, 0, 0, 0
+first_bad = ""
 
 local function kind(i)
    return math.floor(i / 10) % 20
@@ -62,7 +65,9 @@ local function plain_session()
 end
 
 function request()
-   if mode == "ping" then
+   if mode == "floor" then
+      return wrk.format("GET", "/floor?id=" .. math.random(1, nsess), headers)
+   elseif mode == "ping" then
       return wrk.format("GET", "/api/ping", headers)
    elseif mode == "select_continue" then
       local i
@@ -97,8 +102,20 @@ end
 
 function response(status, hdrs, body)
    answered = answered + 1
-   if status ~= 200 then
+   if status < 200 or status > 299 then
       bad = bad + 1
+      if status == 429 then
+         s429 = s429 + 1
+      elseif status >= 400 and status < 500 then
+         s4xx = s4xx + 1
+      elseif status >= 500 then
+         s5xx = s5xx + 1
+      else
+         sother = sother + 1
+      end
+      if first_bad == "" then
+         first_bad = status .. " " .. string.sub(body or "", 1, 300)
+      end
    elseif mode == "report_failure" and body:find('"failover":{', 1, true) then
       failovers = failovers + 1
    end
@@ -108,18 +125,26 @@ function response(status, hdrs, body)
 end
 
 function done(summary, latency, requests)
-   local t = {answered = 0, bad = 0, failovers = 0, duplicates = 0, exhausted = 0}
+   local t = {answered = 0, bad = 0, failovers = 0, duplicates = 0, exhausted = 0,
+              s429 = 0, s4xx = 0, s5xx = 0, sother = 0}
+   local first = ""
    for _, thread in ipairs(threads) do
       for name, _ in pairs(t) do
          t[name] = t[name] + (tonumber(thread:get(name)) or 0)
       end
+      if first == "" then
+         first = thread:get("first_bad") or ""
+      end
    end
+   first = first:gsub('[%c"\\]', " ")
    local e = summary.errors
    io.write(string.format(
       'WRKJSON {"requests":%d,"duration_us":%d,"connect_errors":%d,"read_errors":%d,"write_errors":%d,' ..
       '"status_errors":%d,"timeouts":%d,"p50_us":%d,"p90_us":%d,"p95_us":%d,"p99_us":%d,"mean_us":%.1f,' ..
-      '"max_us":%d,"answered":%d,"bad":%d,"failovers":%d,"duplicates":%d,"exhausted":%d}\n',
+      '"max_us":%d,"answered":%d,"bad":%d,"failovers":%d,"duplicates":%d,"exhausted":%d,' ..
+      '"status_429":%d,"status_4xx":%d,"status_5xx":%d,"status_other":%d,"first_bad":"%s"}\n',
       summary.requests, summary.duration, e.connect, e.read, e.write, e.status, e.timeout,
       latency:percentile(50), latency:percentile(90), latency:percentile(95), latency:percentile(99),
-      latency.mean, latency.max, t.answered, t.bad, t.failovers, t.duplicates, t.exhausted))
+      latency.mean, latency.max, t.answered, t.bad, t.failovers, t.duplicates, t.exhausted,
+      t.s429, t.s4xx, t.s5xx, t.sother, first))
 end

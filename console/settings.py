@@ -61,6 +61,20 @@ def env_rate(name, default):
     return value
 
 
+def prepared_statements():
+    """psycopg prepares a statement on the server after its `prepare_threshold`-th run on a connection, so
+    PostgreSQL stops planning the hot queries anew each time (docs/performance.md). Django's backend passes
+    `prepare_threshold=None` (never prepare) unless OPTIONS sets it, and only a server-side binding cursor
+    can prepare, so both go together: DATABASE_SERVER_SIDE_BINDING (on by default) switches both, and
+    DATABASE_PREPARE_THRESHOLD (default 5, psycopg's own) sets the count. Off for a pooler in transaction
+    mode that does not track prepared statements (PgBouncer before 1.21, or without max_prepared_statements).
+    """
+    if not env_bool("DATABASE_SERVER_SIDE_BINDING", True):
+        return {"server_side_binding": False}
+    return {"server_side_binding": True,
+            "prepare_threshold": env_int("DATABASE_PREPARE_THRESHOLD", 5, minimum=0)}
+
+
 def database_from_url(url):
     """Translate DATABASE_URL (postgres:// or sqlite:///) into a DATABASES entry."""
     parsed = urlparse(url)
@@ -82,11 +96,7 @@ def database_from_url(url):
             "PORT": str(parsed.port or ""),
             "CONN_MAX_AGE": env_int("DATABASE_CONN_MAX_AGE", 600),
             "CONN_HEALTH_CHECKS": True,
-            # Server-side binding lets psycopg prepare the statements a worker repeats (after 5 runs), so
-            # PostgreSQL stops planning the hot queries anew each time (docs/performance.md). Off for a
-            # pooler in transaction mode (PgBouncer), which cannot keep prepared statements.
-            "OPTIONS": {"connect_timeout": int(options.pop("connect_timeout", 3)),
-                        "server_side_binding": env_bool("DATABASE_SERVER_SIDE_BINDING", True), **options},
+            "OPTIONS": {"connect_timeout": int(options.pop("connect_timeout", 3)), **prepared_statements(), **options},
         }
     raise ImproperlyConfigured(f"DATABASE_URL scheme {parsed.scheme!r} is not supported (use postgres:// or sqlite:///)")
 
@@ -162,6 +172,19 @@ TEMPLATES = [
 ]
 
 DATABASES = {"default": database_from_url(env_str("DATABASE_URL", "sqlite:///db.sqlite3"))}
+
+
+def cache_from_url(url):
+    """CACHE_URL: redis://host:6379/1 shares the cache (the throttle's counters) between processes and
+    instances; empty keeps each process's own local memory."""
+    if not url:
+        return {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}
+    if urlparse(url).scheme not in ("redis", "rediss", "unix"):
+        raise ImproperlyConfigured(f"CACHE_URL must be a redis:// URL, got {url!r}")
+    return {"BACKEND": "django.core.cache.backends.redis.RedisCache", "LOCATION": url}
+
+
+CACHES = {"default": cache_from_url(env_str("CACHE_URL"))}
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 AUTH_PASSWORD_VALIDATORS = [
@@ -236,8 +259,11 @@ AUTHBROKER_ENCRYPTION_KEYS = env_list("AUTHBROKER_ENCRYPTION_KEYS")
 AUTHBROKER_CACHE_IDLE_SECONDS = env_int("AUTHBROKER_CACHE_IDLE_SECONDS", 300)
 AUTHBROKER_LEASE_TTL_SECONDS = env_int("AUTHBROKER_LEASE_TTL_SECONDS", 600, minimum=1)
 AUTHBROKER_LEASE_RETENTION_SECONDS = env_int("AUTHBROKER_LEASE_RETENTION_SECONDS", 86400, minimum=1)
-# Per-token request rate ("N/s", "N/min", "N/hour", "N/day", or "off"); per process, see docs/operations.md.
-AUTHBROKER_THROTTLE_RATE = env_rate("AUTHBROKER_THROTTLE_RATE", "6000/min")
+# Per-token request rate ("N/s", "N/min", "N/hour", "N/day", or "off"), a fixed window counted in the cache
+# below. The default guards against a runaway client without ever limiting a real gateway: 60,000 a minute
+# (1,000/s, i.e. 500 LLM calls a second, select + report each) is more than one instance serves at all, so it
+# only binds on a shared cache across a fleet, or on a loop. See docs/operations.md.
+AUTHBROKER_THROTTLE_RATE = env_rate("AUTHBROKER_THROTTLE_RATE", "60000/min")
 AUTHBROKER_EVENT_RETENTION_DAYS = env_int("AUTHBROKER_EVENT_RETENTION_DAYS", 90, minimum=1)
 
 CELERY_BROKER_URL = env_str("CELERY_BROKER_URL", "filesystem://")

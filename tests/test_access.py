@@ -4,6 +4,7 @@ import io
 import os
 import subprocess
 import sys
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
@@ -39,6 +40,42 @@ def test_it_throttles_each_token_with_retry_after(db, fresh_cache):
     assert response.json()["error"]["code"] == "throttled"
     assert 1 <= int(response["Retry-After"]) <= 60
     assert calm.get("/api/profiles").status_code == 200
+
+
+@override_settings(AUTHBROKER_THROTTLE_RATE="2/min")
+def test_it_counts_in_fixed_windows(db, fresh_cache, clock):
+    """The count starts afresh in the next window; Retry-After is what is left of the current one."""
+    client = make_client(["gateway"])
+    clock.move_to(datetime(2026, 4, 7, 12, 0, 15, tzinfo=UTC))
+    assert [client.get("/api/ping").status_code for _ in range(3)] == [200, 200, 429]
+    clock.move_to(datetime(2026, 4, 7, 12, 0, 50, tzinfo=UTC))
+    refused = client.get("/api/ping")
+    assert refused.status_code == 429 and refused["Retry-After"] == "10"
+    clock.move_to(datetime(2026, 4, 7, 12, 1, 0, tzinfo=UTC))
+    assert [client.get("/api/ping").status_code for _ in range(3)] == [200, 200, 429]
+
+
+def test_it_shares_the_count_through_redis(db, clock):
+    """With CACHE_URL on Redis the counter lives there: another process (a second cache client) sees it."""
+    import redis
+
+    location = "redis://127.0.0.1:6379/0"
+    prefix = f"throttle-test-{os.getpid()}"
+    try:
+        redis.Redis.from_url(location).ping()
+    except redis.exceptions.ConnectionError:
+        pytest.fail("Redis is not running on 127.0.0.1:6379 (.ci/run starts it)")
+    shared = {"BACKEND": "django.core.cache.backends.redis.RedisCache", "LOCATION": location, "KEY_PREFIX": prefix}
+    with override_settings(CACHES={"default": shared}, AUTHBROKER_THROTTLE_RATE="2/min"):
+        client = make_client(["gateway"])
+        assert [client.get("/api/ping").status_code for _ in range(2)] == [200, 200]
+        other_process = redis.Redis.from_url(location)
+        keys = other_process.keys(f"{prefix}:*throttle:{client.token.pk}:*")
+        try:
+            assert len(keys) == 1 and int(other_process.get(keys[0])) == 2
+            assert client.get("/api/ping").status_code == 429
+        finally:
+            other_process.delete(*other_process.keys(f"{prefix}:*"))  # only ours: db 0 is shared
 
 
 @override_settings(AUTHBROKER_THROTTLE_RATE=None)

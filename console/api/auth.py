@@ -1,10 +1,18 @@
 """Bearer-token authentication and scope permissions for the gateway API."""
 
+import functools
+import logging
+import math
+import time
+
 from django.conf import settings
+from django.core.cache import cache
 from drf_spectacular.extensions import OpenApiAuthenticationExtension
 from rest_framework import authentication, exceptions, permissions, throttling
 
 from console.models import ApiToken, hash_token
+
+logger = logging.getLogger("authbroker.api")
 
 
 class TokenPrincipal:
@@ -51,23 +59,57 @@ class BearerTokenAuthentication(authentication.BaseAuthentication):
         return self.keyword
 
 
-class TokenRateThrottle(throttling.SimpleRateThrottle):
+_PERIODS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+
+
+@functools.lru_cache(maxsize=8)
+def _parse_rate(rate):
+    """`6000/min` -> (6000, 60): requests allowed per fixed window, and the window in seconds."""
+    number, _, period = rate.partition("/")
+    return int(number), _PERIODS[period[:1]]
+
+
+class TokenRateThrottle(throttling.BaseThrottle):
     """Per-token request rate (`AUTHBROKER_THROTTLE_RATE`): 429 with `Retry-After` when over it.
 
-    Counted in the process's cache (local memory unless CACHES says otherwise), so
-    with N processes a token may make up to N times the rate; see docs/operations.md.
+    A fixed window: one counter per token and window in Django's cache (`cache.incr`), nothing else per
+    request; the counter expires with its window. The cache is local memory per process unless CACHE_URL
+    points at Redis, which shares the count across processes and instances (docs/operations.md). A window
+    allows up to twice the rate across its boundary, which is fine for a guard against runaway clients.
+    If the cache cannot be reached the request is let through: the throttle must not take the API down.
     """
 
-    scope = "token"
-
-    def get_rate(self):
-        return settings.AUTHBROKER_THROTTLE_RATE
-
-    def get_cache_key(self, request, view):
+    def allow_request(self, request, view):
+        rate = settings.AUTHBROKER_THROTTLE_RATE
         token = request.auth
-        if not isinstance(token, ApiToken):
-            return None  # unauthenticated requests are refused before they cost anything
-        return self.cache_format % {"scope": self.scope, "ident": token.pk}
+        if rate is None or not isinstance(token, ApiToken):
+            return True  # unauthenticated requests are refused before they cost anything
+        limit, seconds = _parse_rate(rate)
+        now = time.time()
+        window = int(now // seconds)
+        key = f"authbroker:throttle:{token.pk}:{seconds}:{window}"
+        try:
+            count = _increment(key, seconds)
+        except Exception:  # noqa: BLE001 (a cache outage must not refuse every request)
+            logger.warning("throttle cache unavailable; request let through", exc_info=True)
+            return True
+        if count <= limit:
+            return True
+        self.retry_after = max(1, math.ceil((window + 1) * seconds - now))
+        return False
+
+    def wait(self):
+        return self.retry_after
+
+
+def _increment(key, seconds):
+    """The window's count after this request: one `incr`, or an `add` for the window's first request."""
+    try:
+        return cache.incr(key)
+    except ValueError:  # no counter yet for this window
+        if cache.add(key, 1, timeout=seconds + 1):
+            return 1
+        return cache.incr(key)  # another process created it meanwhile
 
 
 class _Scope(permissions.BasePermission):
