@@ -100,17 +100,11 @@ def generate(conn, sessions, profiles, secret_encrypted, secret_mask):
         # Session i: provider i % 10, kind (i / 10) % 20; auto pins go to a fallback, user pins anywhere.
         cur.execute(
             """
-            INSERT INTO sessions_app_session (session_key, session_id, provider_id, last_profile_id,
-                override_profile_id, override_source, override_set_at, override_set_by, override_reason,
-                override_compaction_count, boundary_pending, last_activity_at, created_at, updated_at)
+            INSERT INTO sessions_app_session (session_key, session_id, provider_id, last_profile_id, pin_version,
+                boundary_pending, epoch, last_activity_at, created_at, updated_at)
             SELECT %s || i, gen_random_uuid(), 'prov' || (i %% 10),
                    'prov' || (i %% 10) || ':key' || lpad(pos::text, 4, '0'),
-                   CASE WHEN kind >= 18 THEN 'prov' || (i %% 10) || ':key' || lpad(pos::text, 4, '0') END,
-                   CASE kind WHEN 18 THEN 'auto' WHEN 19 THEN 'user' ELSE '' END,
-                   CASE WHEN kind >= 18 THEN now() - interval '1 hour' END,
-                   CASE kind WHEN 18 THEN 'system' WHEN 19 THEN 'token:bench' ELSE '' END,
-                   CASE kind WHEN 18 THEN 'failover: bench data' WHEN 19 THEN 'pinned by a person' ELSE '' END,
-                   NULL, false, now() - random() * interval '60 seconds', now() - interval '1 day', now()
+                   0, false, 0, now() - random() * interval '60 seconds', now() - interval '1 day', now()
             FROM (
                 SELECT i, (i / 10) %% 20 AS kind,
                        CASE (i / 10) %% 20 WHEN 18 THEN 1 + (i / 200) %% (%s - 1)
@@ -120,6 +114,22 @@ def generate(conn, sessions, profiles, secret_encrypted, secret_mask):
             ) AS s
             """,
             [SESSION_PREFIX, per_provider, per_provider, sessions],
+        )
+        # Their pins (one per session here, on its provider): auto on a fallback, user anywhere.
+        cur.execute(
+            """
+            INSERT INTO sessions_app_pin (session_id, provider_id, profile_id, source, set_at, set_by, reason,
+                compaction_count)
+            SELECT s.id, s.provider_id, s.last_profile_id,
+                   CASE kind WHEN 18 THEN 'auto' ELSE 'user' END, now() - interval '1 hour',
+                   CASE kind WHEN 18 THEN 'system' ELSE 'token:bench' END,
+                   CASE kind WHEN 18 THEN 'failover: bench data' ELSE 'pinned by a person' END, NULL
+            FROM (SELECT id, provider_id, last_profile_id,
+                         (substring(session_key from length(%s) + 1)::bigint / 10) %% 20 AS kind
+                  FROM sessions_app_session) AS s
+            WHERE kind >= 18
+            """,
+            [SESSION_PREFIX],
         )
         cur.execute("SET LOCAL session_replication_role = origin")
         for _, definition in secondary:

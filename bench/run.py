@@ -433,7 +433,7 @@ class Runner:
         # one statement, one snapshot: the counts are compared with each other
         moved, set_events, cool_events, cooled, max_count = c.execute(
             """
-            SELECT (SELECT count(*) FROM sessions_app_session WHERE override_source = 'auto' AND override_set_at >= %s),
+            SELECT (SELECT count(*) FROM sessions_app_pin WHERE source = 'auto' AND set_at >= %s),
                    (SELECT count(*) FROM sessions_app_event WHERE kind = 'override_set' AND at >= %s),
                    (SELECT count(*) FROM sessions_app_event WHERE kind = 'cooldown_started' AND at >= %s),
                    (SELECT count(*) FROM profiles_authprofile WHERE error_count > 0),
@@ -451,10 +451,10 @@ class Runner:
                    cool_events == cooled and max_count <= 1,
                    f"{cooled} profiles cooled, {cool_events} cooldown_started events, max error_count {max_count}")
         # back to the generated state: sessions home on their first profile, no cooldowns
-        c.execute("UPDATE sessions_app_session SET override_profile_id = NULL, override_source = '', "
-                  "override_set_at = NULL, override_set_by = '', override_reason = '', "
-                  "last_profile_id = provider_id || ':key0000' "
-                  "WHERE override_source = 'auto' AND override_set_at >= %s", [started])
+        c.execute("UPDATE sessions_app_session SET last_profile_id = provider_id || ':key0000' "
+                  "WHERE id IN (SELECT session_id FROM sessions_app_pin WHERE source = 'auto' AND set_at >= %s)",
+                  [started])
+        c.execute("DELETE FROM sessions_app_pin WHERE source = 'auto' AND set_at >= %s", [started])
         c.execute("UPDATE profiles_authprofile SET error_count = 0, failure_counts = '{}', cooldown_until = NULL, "
                   "cooldown_reason = '', last_failure_at = NULL WHERE error_count > 0 OR cooldown_until IS NOT NULL")
 

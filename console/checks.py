@@ -45,7 +45,7 @@ def check_production_secrets(app_configs, **kwargs):
     if settings.AUTHBROKER_THROTTLE_RATE is None:
         warnings.append(Warning(
             "AUTHBROKER_THROTTLE_RATE is off: a runaway gateway can flood the service.",
-            hint="Set a generous per-token rate such as 6000/min.",
+            hint="Set a generous per-token rate such as 60000/min.",
             id="authbroker.W003",
         ))
     return warnings
