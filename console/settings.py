@@ -61,6 +61,45 @@ def env_rate(name, default):
     return value
 
 
+def connection_timeouts(server_options=""):
+    """libpq parameters that bound every wait on the database (docs/operations.md, "Timeouts").
+
+    `connect_timeout` (psycopg's minimum is 2 s) bounds a connection attempt; TCP keepalives and
+    `tcp_user_timeout` notice a database host that vanished from the network; the server-side
+    `statement_timeout`, `lock_timeout` and `idle_in_transaction_session_timeout` (0 = off) bound a
+    runaway statement, a lock wait, and a transaction whose client died. A server that hangs outright
+    is the watchdog's job (DATABASE_HANG_SECONDS).
+    """
+    server = {
+        "statement_timeout": env_int("DATABASE_STATEMENT_TIMEOUT_MS", 20000),
+        "lock_timeout": env_int("DATABASE_LOCK_TIMEOUT_MS", 10000),
+        "idle_in_transaction_session_timeout": env_int("DATABASE_IDLE_IN_TRANSACTION_TIMEOUT_MS", 60000),
+    }
+    flags = " ".join(f"-c {name}={value}" for name, value in server.items() if value)
+    return {
+        "connect_timeout": env_int("DATABASE_CONNECT_TIMEOUT", 2, minimum=1),
+        "keepalives": 1,
+        "keepalives_idle": env_int("DATABASE_KEEPALIVES_IDLE", 10, minimum=1),
+        "keepalives_interval": env_int("DATABASE_KEEPALIVES_INTERVAL", 5, minimum=1),
+        "keepalives_count": env_int("DATABASE_KEEPALIVES_COUNT", 3, minimum=1),
+        "tcp_user_timeout": env_int("DATABASE_TCP_USER_TIMEOUT_MS", 10000),
+        **({"options": f"{flags} {server_options}".strip()} if flags or server_options else {}),
+    }
+
+
+def env_float(name, default, minimum=0.0):
+    value = os.environ.get(name)
+    if value is None or value == "":
+        return default
+    try:
+        number = float(value)
+    except ValueError:
+        raise ImproperlyConfigured(f"{name} must be a number, got {value!r}") from None
+    if not number >= minimum:  # also refuses nan
+        raise ImproperlyConfigured(f"{name} must be at least {minimum}, got {value}")
+    return number
+
+
 def database_from_url(url):
     """Translate DATABASE_URL (postgres:// or sqlite:///) into a DATABASES entry."""
     parsed = urlparse(url)
@@ -74,7 +113,9 @@ def database_from_url(url):
     if parsed.scheme in ("postgres", "postgresql", "pgsql"):
         options = {key: values[-1] for key, values in parse_qs(parsed.query).items()}
         return {
-            "ENGINE": "django.db.backends.postgresql",
+            # Django's backend plus a watchdog: a hung server fails a request in about a second
+            # (console/postgresql/base.py, DATABASE_HANG_SECONDS).
+            "ENGINE": "console.postgresql",
             "NAME": unquote(parsed.path.lstrip("/")),
             "USER": unquote(parsed.username or ""),
             "PASSWORD": unquote(parsed.password or ""),
@@ -85,8 +126,8 @@ def database_from_url(url):
             # Server-side binding lets psycopg prepare the statements a worker repeats (after 5 runs), so
             # PostgreSQL stops planning the hot queries anew each time (docs/performance.md). Off for a
             # pooler in transaction mode (PgBouncer), which cannot keep prepared statements.
-            "OPTIONS": {"connect_timeout": int(options.pop("connect_timeout", 3)),
-                        "server_side_binding": env_bool("DATABASE_SERVER_SIDE_BINDING", True), **options},
+            "OPTIONS": {"server_side_binding": env_bool("DATABASE_SERVER_SIDE_BINDING", True),
+                        **connection_timeouts(options.pop("options", "")), **options},
         }
     raise ImproperlyConfigured(f"DATABASE_URL scheme {parsed.scheme!r} is not supported (use postgres:// or sqlite:///)")
 
@@ -162,6 +203,10 @@ TEMPLATES = [
 ]
 
 DATABASES = {"default": database_from_url(env_str("DATABASE_URL", "sqlite:///db.sqlite3"))}
+# A wait on PostgreSQL this long makes the watchdog probe the server; no answer to the probe within
+# DATABASE_PROBE_SECONDS and the connection is cut, so the request answers 503 (0 turns the watchdog off).
+DATABASE_HANG_SECONDS = env_float("DATABASE_HANG_SECONDS", 0.75)
+DATABASE_PROBE_SECONDS = env_float("DATABASE_PROBE_SECONDS", 0.5, minimum=0.05)
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 AUTH_PASSWORD_VALIDATORS = [
