@@ -151,6 +151,7 @@ class StateCollector:
 
     def collect(self):
         from profiles.models import AuthProfile, ModelCooldown
+        from profiles.queries import clock_skew_seconds
 
         now = timezone.now()
         cooling = GaugeMetricFamily("authbroker_active_cooldowns", "Profiles (or profile/model pairs) cooling now",
@@ -160,7 +161,12 @@ class StateCollector:
         switched_off = GaugeMetricFamily("authbroker_profiles_switched_off", "Profiles an operator switched off",
                                          labels=["provider"])
         up = GaugeMetricFamily("authbroker_database_up", "1 when the scrape could read the database")
+        skew = GaugeMetricFamily("authbroker_clock_skew_seconds",
+                                 "This instance's clock minus the database's (positive: ours runs ahead)")
         try:
+            measured = clock_skew_seconds()
+            if measured is not None:
+                skew.add_metric([], measured)
             counts = {}
             for provider, reason in AuthProfile.objects.filter(cooldown_until__gt=now).values_list(
                     "provider_id", "cooldown_reason"):
@@ -187,7 +193,7 @@ class StateCollector:
         except DatabaseError:
             up.add_metric([], 0)
             return [up]
-        return [cooling, disabled, switched_off, up]
+        return [cooling, disabled, switched_off, up, *([skew] if skew.samples else [])]
 
 
 def metrics(request):

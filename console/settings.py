@@ -280,6 +280,9 @@ AUTHBROKER_LEASE_TTL_SECONDS = env_int("AUTHBROKER_LEASE_TTL_SECONDS", 600, mini
 AUTHBROKER_LEASE_RETENTION_SECONDS = env_int("AUTHBROKER_LEASE_RETENTION_SECONDS", 86400, minimum=1)
 # Per-token request rate ("N/s", "N/min", "N/hour", "N/day", or "off"); per process, see docs/operations.md.
 AUTHBROKER_THROTTLE_RATE = env_rate("AUTHBROKER_THROTTLE_RATE", "6000/min")
+# The expiry job clears only windows that ended this long ago, so a worker whose clock runs ahead never
+# ends a window early by the web servers' clocks (DESIGN §2).
+AUTHBROKER_EXPIRY_GRACE_SECONDS = env_int("AUTHBROKER_EXPIRY_GRACE_SECONDS", 60)
 AUTHBROKER_EVENT_RETENTION_DAYS = env_int("AUTHBROKER_EVENT_RETENTION_DAYS", 90, minimum=1)
 
 CELERY_BROKER_URL = env_str("CELERY_BROKER_URL", "filesystem://")
