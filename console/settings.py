@@ -4,6 +4,7 @@ Every variable is read through a helper that rejects bad values at start-up,
 so a typo in production fails loudly instead of silently using a default.
 """
 
+import ipaddress
 import os
 from pathlib import Path
 from urllib.parse import parse_qs, unquote, urlparse
@@ -48,6 +49,17 @@ def env_int(name, default, minimum=0):
 
 def env_list(name, default=""):
     return [item.strip() for item in env_str(name, default).split(",") if item.strip()]
+
+
+def env_networks(name):
+    """Comma-separated IP addresses or networks (`10.0.0.0/8,192.0.2.7`)."""
+    entries = env_list(name)
+    for entry in entries:
+        try:
+            ipaddress.ip_network(entry, strict=False)
+        except ValueError:
+            raise ImproperlyConfigured(f"{name} must list IP addresses or networks, got {entry!r}") from None
+    return entries
 
 
 def env_rate(name, default):
@@ -176,8 +188,15 @@ AUTHENTICATION_BACKENDS = [
 ]
 AXES_FAILURE_LIMIT = env_int("AXES_FAILURE_LIMIT", 5, minimum=1)
 AXES_COOLOFF_TIME = env_int("AXES_COOLOFF_MINUTES", 15, minimum=1) / 60  # hours
+# A pair is locked, never a username alone: an attacker elsewhere cannot lock an operator out.
 AXES_LOCKOUT_PARAMETERS = [["username", "ip_address"]]
+# The cool-off runs from the failure that locked the pair; attempts during it do not restart it.
+AXES_RESET_COOL_OFF_ON_FAILURE_DURING_LOCKOUT = False
 AXES_RESET_ON_SUCCESS = True
+# The address is the client's, not the reverse proxy's: X-Forwarded-For is believed only as far as it was
+# written by these proxies (addresses or networks, comma-separated; console/proxies.py).
+AUTHBROKER_TRUSTED_PROXIES = env_networks("AUTHBROKER_TRUSTED_PROXIES")
+AXES_CLIENT_IP_CALLABLE = "console.proxies.client_ip"
 AXES_SENSITIVE_PARAMETERS = ["password"]
 AXES_VERBOSE = env_bool("AXES_VERBOSE", False)  # no banner on every manage.py command
 
