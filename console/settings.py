@@ -304,6 +304,23 @@ AUTHBROKER_THROTTLE_RATE = env_rate("AUTHBROKER_THROTTLE_RATE", "6000/min")
 AUTHBROKER_EXPIRY_GRACE_SECONDS = env_int("AUTHBROKER_EXPIRY_GRACE_SECONDS", 60)
 AUTHBROKER_EVENT_RETENTION_DAYS = env_int("AUTHBROKER_EVENT_RETENTION_DAYS", 90, minimum=1)
 
+# Django's cache holds the per-token throttle counts (console/api/auth.py). Local memory (the default) counts
+# per process; a Redis URL in CACHE_URL (or REDIS_URL) makes one count for the whole fleet.
+CACHE_URL = env_str("CACHE_URL") or env_str("REDIS_URL")
+if CACHE_URL:
+    if urlparse(CACHE_URL).scheme not in ("redis", "rediss", "unix"):
+        raise ImproperlyConfigured(f"CACHE_URL must be a redis://, rediss:// or unix:// URL, got {CACHE_URL!r}")
+    CACHES = {"default": {
+        "BACKEND": "django.core.cache.backends.redis.RedisCache",
+        "LOCATION": CACHE_URL,
+        "KEY_PREFIX": env_str("CACHE_KEY_PREFIX", "authbroker"),
+        # A stuck Redis must not hold a request for long (docs/operations.md, "Throttling").
+        "OPTIONS": {"socket_connect_timeout": env_float("CACHE_TIMEOUT_SECONDS", 0.5, minimum=0.05),
+                    "socket_timeout": env_float("CACHE_TIMEOUT_SECONDS", 0.5, minimum=0.05)},
+    }}
+else:
+    CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache", "LOCATION": "authbroker"}}
+
 CELERY_BROKER_URL = env_str("CELERY_BROKER_URL", "filesystem://")
 CELERY_BROKER_TRANSPORT_OPTIONS = {}
 if CELERY_BROKER_URL.startswith("filesystem://"):
