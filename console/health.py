@@ -2,6 +2,7 @@
 
 from django.db import connection
 from django.http import JsonResponse
+from django.views.decorators.csrf import csrf_exempt
 
 from console.api.errors import error_response
 from profiles.queries import clock_skew_seconds
@@ -25,6 +26,7 @@ def readyz(request):
     return JsonResponse({"status": "ok", "database": "ok", "clock_skew_seconds": skew})
 
 
+@csrf_exempt  # a token client never has a CSRF cookie: an unknown path is a 404 whatever the method
 def api_not_found(request):
     """Unknown API paths answer in the API's error format, not with an HTML page."""
     return error_response(404, "not_found", f"no such endpoint: {request.path}")

@@ -87,7 +87,9 @@ class RequestIdFilter(logging.Filter):
 
     def filter(self, record):
         if not hasattr(record, "request_id"):
-            record.request_id = request_id_var.get()
+            # Django logs a 4xx/5xx answer (`django.request`, `django.security`) after the middleware chain
+            # has returned, when the context is reset; such records carry the request itself.
+            record.request_id = getattr(getattr(record, "request", None), "request_id", None) or request_id_var.get()
         return True
 
 
