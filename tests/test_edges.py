@@ -167,3 +167,25 @@ def test_it_gives_each_make_serve_its_own_metrics_directory():
     assert used_1 and used_2 and not used_1 & used_2
     assert not {w.removeprefix("var/") for w in wiped_1} & used_2
     assert not {w.removeprefix("var/") for w in wiped_2} & used_1
+
+
+@pytest.mark.xfail(strict=True, reason="the fix belongs in sessions_app/services.py (reveal the secret inside the "
+                                       "select's transaction); the lead applies it and removes this mark")
+def test_it_writes_nothing_when_the_credential_cannot_be_decrypted(anthropic, clock):
+    """A credentials select whose secret no key reads: a clear 500 `secret_unreadable` and no session, no event."""
+    from cryptography.fernet import Fernet
+
+    from profiles.models import Event
+    from tests.conftest import make_client
+
+    stranger = Fernet(Fernet.generate_key()).encrypt(b"sk-under-a-lost-key-0123456789").decode()
+    AuthProfile.objects.update(secret_encrypted=stranger)
+    events = Event.objects.count()
+    gateway = make_client(["gateway", "credentials"])
+    gateway.raise_request_exception = False
+
+    response = gateway.post("/api/select", {"session_key": "agent:lost:1", "provider": "anthropic"}, format="json")
+
+    assert response.status_code == 500 and response.json()["error"]["code"] == "secret_unreadable"
+    assert not Session.objects.filter(session_key="agent:lost:1").exists()
+    assert Event.objects.count() == events
