@@ -83,7 +83,9 @@ def connection_timeouts(server_options=""):
     is the watchdog's job (DATABASE_HANG_SECONDS).
     """
     server = {
-        "statement_timeout": env_int("DATABASE_STATEMENT_TIMEOUT_MS", 20000),
+        # Web processes (console/wsgi.py) only, by default: a migration or a task may run longer.
+        "statement_timeout": env_int("DATABASE_STATEMENT_TIMEOUT_MS",
+                                     20000 if os.environ.get("AUTHBROKER_PROCESS") == "web" else 0),
         "lock_timeout": env_int("DATABASE_LOCK_TIMEOUT_MS", 10000),
         "idle_in_transaction_session_timeout": env_int("DATABASE_IDLE_IN_TRANSACTION_TIMEOUT_MS", 60000),
     }

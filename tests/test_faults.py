@@ -154,3 +154,26 @@ def test_it_lets_a_slow_statement_on_a_live_server_finish(db, settings):
     with connection.cursor() as cursor:
         cursor.execute("SELECT pg_sleep(1.5), 42")
         assert cursor.fetchone()[1] == 42
+
+
+@pytest.mark.postgres
+def test_it_answers_retry_when_a_lock_wait_times_out(transactional_db, anthropic, api):
+    """A row held by another transaction past `lock_timeout`: 503 `retry` (nothing changed), not an outage."""
+    import psycopg
+    from django.db import connection
+
+    from profiles.models import AuthProfile
+
+    db = connection.settings_dict
+    holder = psycopg.connect(host=db["HOST"], port=db["PORT"] or 5432, user=db["USER"], dbname=db["NAME"])
+    try:
+        holder.execute(f"SELECT 1 FROM {AuthProfile._meta.db_table} WHERE id = %s FOR UPDATE", ["anthropic:default"])
+        with connection.cursor() as cursor:
+            cursor.execute("SET lock_timeout = '300ms'")  # DATABASE_LOCK_TIMEOUT_MS, shortened for the test
+        response = api.post("/api/report", {"profile": "anthropic:default", "outcome": "rate_limit"}, format="json")
+    finally:
+        holder.rollback()
+        holder.close()
+    assert response.status_code == 503 and response["Retry-After"] == "1"
+    assert response.json()["error"]["code"] == "retry"
+    assert AuthProfile.objects.get(pk="anthropic:default").error_count == 0
