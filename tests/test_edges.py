@@ -189,3 +189,33 @@ def test_it_writes_nothing_when_the_credential_cannot_be_decrypted(anthropic, cl
     assert response.status_code == 500 and response.json()["error"]["code"] == "secret_unreadable"
     assert not Session.objects.filter(session_key="agent:lost:1").exists()
     assert Event.objects.count() == events
+
+
+def test_it_reads_database_timeouts_and_proxies_from_the_environment_strictly(monkeypatch):
+    """The new settings come through the strict helpers: sane defaults, env overrides, typos refused."""
+    from django.core.exceptions import ImproperlyConfigured
+
+    from console import settings as project
+
+    for name in ("DATABASE_CONNECT_TIMEOUT", "DATABASE_LOCK_TIMEOUT_MS", "DATABASE_STATEMENT_TIMEOUT_MS",
+                 "AUTHBROKER_PROCESS"):
+        monkeypatch.delenv(name, raising=False)
+    options = project.connection_timeouts()
+    assert (options["connect_timeout"], options["keepalives"], options["tcp_user_timeout"]) == (2, 1, 10000)
+    assert "-c lock_timeout=10000" in options["options"] and "statement_timeout" not in options["options"]
+    monkeypatch.setenv("AUTHBROKER_PROCESS", "web")
+    monkeypatch.setenv("DATABASE_LOCK_TIMEOUT_MS", "0")
+    options = project.connection_timeouts("-c search_path=x")
+    assert options["options"] == "-c statement_timeout=20000 -c idle_in_transaction_session_timeout=60000 " \
+                                 "-c search_path=x"
+    monkeypatch.setenv("DATABASE_CONNECT_TIMEOUT", "soon")
+    with pytest.raises(ImproperlyConfigured, match="DATABASE_CONNECT_TIMEOUT"):
+        project.connection_timeouts()
+    monkeypatch.setenv("AUTHBROKER_TRUSTED_PROXIES", "10.0.0.0/8, 192.0.2.7")
+    assert project.env_networks("AUTHBROKER_TRUSTED_PROXIES") == ["10.0.0.0/8", "192.0.2.7"]
+    monkeypatch.setenv("AUTHBROKER_TRUSTED_PROXIES", "10.0.0.0/8,proxy.internal")
+    with pytest.raises(ImproperlyConfigured, match="proxy.internal"):
+        project.env_networks("AUTHBROKER_TRUSTED_PROXIES")
+    monkeypatch.setenv("DATABASE_HANG_SECONDS", "nan")
+    with pytest.raises(ImproperlyConfigured):
+        project.env_float("DATABASE_HANG_SECONDS", 0.75)
