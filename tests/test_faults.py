@@ -110,7 +110,7 @@ def test_it_answers_503_within_two_seconds_while_the_database_hangs_and_recovers
             assert elapsed < 2.0, f"503 took {elapsed:.2f} s"
             started = time.monotonic()
             assert request(server.url, "GET", "/healthz", timeout=5)[0] == 200
-            assert time.monotonic() - started < 0.5
+            assert time.monotonic() - started < 1.0  # never waits on the database (its waits last ~1.5 s)
         started = time.monotonic()
         assert request(server.url, "GET", "/readyz", timeout=5)[0] == 503
         assert time.monotonic() - started < 2.0
@@ -122,7 +122,8 @@ def test_it_answers_503_within_two_seconds_while_the_database_hangs_and_recovers
             break
         time.sleep(0.2)
     assert status == 200, "the server did not recover within 20 s of the database's return"
-    assert {select(server, token)[0] for _ in range(6)} == {200}
+    answers = [select(server, token) for _ in range(6)]
+    assert [status for status, _, _ in answers] == [200] * 6, answers
     assert "Traceback" not in server.output()
 
 

@@ -32,6 +32,9 @@ from django.db.backends.postgresql import base
 
 SSL_REQUEST = struct.pack("!ii", 8, 80877103)
 SUSPECT_FOR = 60.0  # seconds after a hang during which new connections are probed first
+# A connection cut this recently was cut within the request now reconnecting (the health check's ping
+# failed and Django reconnects at once): the probe has just answered, so it is not asked again.
+JUST_CUT = 0.1
 
 
 def probe(host, port, timeout):
@@ -112,6 +115,7 @@ class Watchdog:
                         self._waits[token][0] = time.monotonic() + hang  # slow, not hung: keep waiting
                     else:
                         self.suspect_until = time.monotonic() + SUSPECT_FOR
+                        wrapper.cut_at = time.monotonic()
                         wrapper.sever()
 
     def server_hung(self, settings_dict):
@@ -133,8 +137,11 @@ class DatabaseWrapper(base.DatabaseWrapper):
         with WATCHDOG.watching(self):
             return execute(sql, params, many, context)
 
+    cut_at = None  # when the watchdog last cut this connection (monotonic)
+
     def get_new_connection(self, conn_params):
-        if WATCHDOG.server_hung(self.settings_dict):
+        cut_at, self.cut_at = self.cut_at, None
+        if (cut_at is not None and time.monotonic() - cut_at < JUST_CUT) or WATCHDOG.server_hung(self.settings_dict):
             raise self.Database.OperationalError("the database server does not answer (hung)")
         return super().get_new_connection(conn_params)
 
