@@ -34,8 +34,10 @@ lint: install
 
 serve: migrate
 	$(PY) manage.py collectstatic --noinput --verbosity 0
-	rm -rf var/prometheus && mkdir -p var/prometheus  # metrics summed over workers (docs/operations.md)
-	PROMETHEUS_MULTIPROC_DIR=$(CURDIR)/var/prometheus \
+	# metrics summed over this instance's workers; one directory per PORT, so a second `make serve` from the
+	# same checkout leaves the first one's alone (docs/operations.md)
+	rm -rf var/prometheus-$(PORT) && mkdir -p var/prometheus-$(PORT)
+	PROMETHEUS_MULTIPROC_DIR=$(CURDIR)/var/prometheus-$(PORT) \
 	$(VENV)/bin/gunicorn console.wsgi:application --bind 127.0.0.1:$(PORT) --workers $(WEB_CONCURRENCY) \
 		--access-logfile - --timeout 30
 

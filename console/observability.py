@@ -87,7 +87,9 @@ class RequestIdFilter(logging.Filter):
 
     def filter(self, record):
         if not hasattr(record, "request_id"):
-            record.request_id = request_id_var.get()
+            # Django logs a 4xx/5xx answer (`django.request`, `django.security`) after the middleware chain
+            # has returned, when the context is reset; such records carry the request itself.
+            record.request_id = getattr(getattr(record, "request", None), "request_id", None) or request_id_var.get()
         return True
 
 
@@ -151,6 +153,7 @@ class StateCollector:
 
     def collect(self):
         from profiles.models import AuthProfile, ModelCooldown
+        from profiles.queries import clock_skew_seconds
 
         now = timezone.now()
         cooling = GaugeMetricFamily("authbroker_active_cooldowns", "Profiles (or profile/model pairs) cooling now",
@@ -160,7 +163,12 @@ class StateCollector:
         switched_off = GaugeMetricFamily("authbroker_profiles_switched_off", "Profiles an operator switched off",
                                          labels=["provider"])
         up = GaugeMetricFamily("authbroker_database_up", "1 when the scrape could read the database")
+        skew = GaugeMetricFamily("authbroker_clock_skew_seconds",
+                                 "This instance's clock minus the database's (positive: ours runs ahead)")
         try:
+            measured = clock_skew_seconds()
+            if measured is not None:
+                skew.add_metric([], measured)
             counts = {}
             for provider, reason in AuthProfile.objects.filter(cooldown_until__gt=now).values_list(
                     "provider_id", "cooldown_reason"):
@@ -187,7 +195,7 @@ class StateCollector:
         except DatabaseError:
             up.add_metric([], 0)
             return [up]
-        return [cooling, disabled, switched_off, up]
+        return [cooling, disabled, switched_off, up, *([skew] if skew.samples else [])]
 
 
 def metrics(request):

@@ -4,6 +4,7 @@ Every variable is read through a helper that rejects bad values at start-up,
 so a typo in production fails loudly instead of silently using a default.
 """
 
+import ipaddress
 import os
 from pathlib import Path
 from urllib.parse import parse_qs, unquote, urlparse
@@ -50,6 +51,17 @@ def env_list(name, default=""):
     return [item.strip() for item in env_str(name, default).split(",") if item.strip()]
 
 
+def env_networks(name):
+    """Comma-separated IP addresses or networks (`10.0.0.0/8,192.0.2.7`)."""
+    entries = env_list(name)
+    for entry in entries:
+        try:
+            ipaddress.ip_network(entry, strict=False)
+        except ValueError:
+            raise ImproperlyConfigured(f"{name} must list IP addresses or networks, got {entry!r}") from None
+    return entries
+
+
 def env_rate(name, default):
     """A DRF throttle rate such as `600/min`, or None for `off`."""
     value = env_str(name, default).strip().lower()
@@ -75,6 +87,47 @@ def prepared_statements():
             "prepare_threshold": env_int("DATABASE_PREPARE_THRESHOLD", 5, minimum=0)}
 
 
+def connection_timeouts(server_options=""):
+    """libpq parameters that bound every wait on the database (docs/operations.md, "Timeouts").
+
+    `connect_timeout` (psycopg's minimum is 2 s) bounds a connection attempt; TCP keepalives and
+    `tcp_user_timeout` notice a database host that vanished from the network; the server-side
+    `statement_timeout`, `lock_timeout` and `idle_in_transaction_session_timeout` (0 = off) bound a
+    runaway statement, a lock wait, and a transaction whose client died. A server that hangs outright
+    is the watchdog's job (DATABASE_HANG_SECONDS).
+    """
+    server = {
+        # Web processes (console/wsgi.py) only, by default: a migration or a task may run longer.
+        "statement_timeout": env_int("DATABASE_STATEMENT_TIMEOUT_MS",
+                                     20000 if os.environ.get("AUTHBROKER_PROCESS") == "web" else 0),
+        "lock_timeout": env_int("DATABASE_LOCK_TIMEOUT_MS", 10000),
+        "idle_in_transaction_session_timeout": env_int("DATABASE_IDLE_IN_TRANSACTION_TIMEOUT_MS", 60000),
+    }
+    flags = " ".join(f"-c {name}={value}" for name, value in server.items() if value)
+    return {
+        "connect_timeout": env_int("DATABASE_CONNECT_TIMEOUT", 2, minimum=1),
+        "keepalives": 1,
+        "keepalives_idle": env_int("DATABASE_KEEPALIVES_IDLE", 10, minimum=1),
+        "keepalives_interval": env_int("DATABASE_KEEPALIVES_INTERVAL", 5, minimum=1),
+        "keepalives_count": env_int("DATABASE_KEEPALIVES_COUNT", 3, minimum=1),
+        "tcp_user_timeout": env_int("DATABASE_TCP_USER_TIMEOUT_MS", 10000),
+        **({"options": f"{flags} {server_options}".strip()} if flags or server_options else {}),
+    }
+
+
+def env_float(name, default, minimum=0.0):
+    value = os.environ.get(name)
+    if value is None or value == "":
+        return default
+    try:
+        number = float(value)
+    except ValueError:
+        raise ImproperlyConfigured(f"{name} must be a number, got {value!r}") from None
+    if not number >= minimum:  # also refuses nan
+        raise ImproperlyConfigured(f"{name} must be at least {minimum}, got {value}")
+    return number
+
+
 def database_from_url(url):
     """Translate DATABASE_URL (postgres:// or sqlite:///) into a DATABASES entry."""
     parsed = urlparse(url)
@@ -88,7 +141,9 @@ def database_from_url(url):
     if parsed.scheme in ("postgres", "postgresql", "pgsql"):
         options = {key: values[-1] for key, values in parse_qs(parsed.query).items()}
         return {
-            "ENGINE": "django.db.backends.postgresql",
+            # Django's backend plus a watchdog: a hung server fails a request in about a second
+            # (console/postgresql/base.py, DATABASE_HANG_SECONDS).
+            "ENGINE": "console.postgresql",
             "NAME": unquote(parsed.path.lstrip("/")),
             "USER": unquote(parsed.username or ""),
             "PASSWORD": unquote(parsed.password or ""),
@@ -96,7 +151,7 @@ def database_from_url(url):
             "PORT": str(parsed.port or ""),
             "CONN_MAX_AGE": env_int("DATABASE_CONN_MAX_AGE", 600),
             "CONN_HEALTH_CHECKS": True,
-            "OPTIONS": {"connect_timeout": int(options.pop("connect_timeout", 3)), **prepared_statements(), **options},
+            "OPTIONS": {**prepared_statements(), **connection_timeouts(options.pop("options", "")), **options},
         }
     raise ImproperlyConfigured(f"DATABASE_URL scheme {parsed.scheme!r} is not supported (use postgres:// or sqlite:///)")
 
@@ -145,8 +200,15 @@ AUTHENTICATION_BACKENDS = [
 ]
 AXES_FAILURE_LIMIT = env_int("AXES_FAILURE_LIMIT", 5, minimum=1)
 AXES_COOLOFF_TIME = env_int("AXES_COOLOFF_MINUTES", 15, minimum=1) / 60  # hours
+# A pair is locked, never a username alone: an attacker elsewhere cannot lock an operator out.
 AXES_LOCKOUT_PARAMETERS = [["username", "ip_address"]]
+# The cool-off runs from the failure that locked the pair; attempts during it do not restart it.
+AXES_RESET_COOL_OFF_ON_FAILURE_DURING_LOCKOUT = False
 AXES_RESET_ON_SUCCESS = True
+# The address is the client's, not the reverse proxy's: X-Forwarded-For is believed only as far as it was
+# written by these proxies (addresses or networks, comma-separated; console/proxies.py).
+AUTHBROKER_TRUSTED_PROXIES = env_networks("AUTHBROKER_TRUSTED_PROXIES")
+AXES_CLIENT_IP_CALLABLE = "console.proxies.client_ip"
 AXES_SENSITIVE_PARAMETERS = ["password"]
 AXES_VERBOSE = env_bool("AXES_VERBOSE", False)  # no banner on every manage.py command
 
@@ -172,19 +234,10 @@ TEMPLATES = [
 ]
 
 DATABASES = {"default": database_from_url(env_str("DATABASE_URL", "sqlite:///db.sqlite3"))}
-
-
-def cache_from_url(url):
-    """CACHE_URL: redis://host:6379/1 shares the cache (the throttle's counters) between processes and
-    instances; empty keeps each process's own local memory."""
-    if not url:
-        return {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}
-    if urlparse(url).scheme not in ("redis", "rediss", "unix"):
-        raise ImproperlyConfigured(f"CACHE_URL must be a redis:// URL, got {url!r}")
-    return {"BACKEND": "django.core.cache.backends.redis.RedisCache", "LOCATION": url}
-
-
-CACHES = {"default": cache_from_url(env_str("CACHE_URL"))}
+# A wait on PostgreSQL this long makes the watchdog probe the server; no answer to the probe within
+# DATABASE_PROBE_SECONDS and the connection is cut, so the request answers 503 (0 turns the watchdog off).
+DATABASE_HANG_SECONDS = env_float("DATABASE_HANG_SECONDS", 0.75)
+DATABASE_PROBE_SECONDS = env_float("DATABASE_PROBE_SECONDS", 0.5, minimum=0.05)
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 AUTH_PASSWORD_VALIDATORS = [
@@ -264,7 +317,27 @@ AUTHBROKER_LEASE_RETENTION_SECONDS = env_int("AUTHBROKER_LEASE_RETENTION_SECONDS
 # (1,000/s, i.e. 500 LLM calls a second, select + report each) is more than one instance serves at all, so it
 # only binds on a shared cache across a fleet, or on a loop. See docs/operations.md.
 AUTHBROKER_THROTTLE_RATE = env_rate("AUTHBROKER_THROTTLE_RATE", "60000/min")
+# The expiry job clears only windows that ended this long ago, so a worker whose clock runs ahead never
+# ends a window early by the web servers' clocks (DESIGN §2).
+AUTHBROKER_EXPIRY_GRACE_SECONDS = env_int("AUTHBROKER_EXPIRY_GRACE_SECONDS", 60)
 AUTHBROKER_EVENT_RETENTION_DAYS = env_int("AUTHBROKER_EVENT_RETENTION_DAYS", 90, minimum=1)
+
+# Django's cache holds the per-token throttle counts (console/api/auth.py). Local memory (the default) counts
+# per process; a Redis URL in CACHE_URL (or REDIS_URL) makes one count for the whole fleet.
+CACHE_URL = env_str("CACHE_URL") or env_str("REDIS_URL")
+if CACHE_URL:
+    if urlparse(CACHE_URL).scheme not in ("redis", "rediss", "unix"):
+        raise ImproperlyConfigured(f"CACHE_URL must be a redis://, rediss:// or unix:// URL, got {CACHE_URL!r}")
+    CACHES = {"default": {
+        "BACKEND": "django.core.cache.backends.redis.RedisCache",
+        "LOCATION": CACHE_URL,
+        "KEY_PREFIX": env_str("CACHE_KEY_PREFIX", "authbroker"),
+        # A stuck Redis must not hold a request for long (docs/operations.md, "Throttling").
+        "OPTIONS": {"socket_connect_timeout": env_float("CACHE_TIMEOUT_SECONDS", 0.5, minimum=0.05),
+                    "socket_timeout": env_float("CACHE_TIMEOUT_SECONDS", 0.5, minimum=0.05)},
+    }}
+else:
+    CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache", "LOCATION": "authbroker"}}
 
 CELERY_BROKER_URL = env_str("CELERY_BROKER_URL", "filesystem://")
 CELERY_BROKER_TRANSPORT_OPTIONS = {}

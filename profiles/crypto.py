@@ -3,7 +3,11 @@
 Encryption always uses the newest key; decryption tries each key, so keys can
 be rotated without downtime and `rotate_secrets` re-encrypts with the newest.
 Without configured keys (a development checkout) a key is derived from
-SECRET_KEY; `check --deploy` warns about that.
+SECRET_KEY; `check --deploy` warns about that. Once keys are configured the
+derived key stays in the ring *for decryption only* (last, so nothing new is
+encrypted with it): secrets stored before the keys were set stay readable until
+`rotate_encryption_keys` has re-encrypted them, and the `authbroker.W004` check
+warns while any still needs it. After that the derived key reads nothing stored.
 """
 
 import base64
@@ -67,8 +71,26 @@ def _ring(keys):
 
 
 def keyring():
-    keys = tuple(settings.AUTHBROKER_ENCRYPTION_KEYS) or (_derived_key().decode(),)
-    return _ring(keys)
+    """Encrypts with the newest configured key (or the derived one when none is); decrypts with any of them,
+    the derived key included (the way off the development key, see the module's docstring)."""
+    derived = _derived_key().decode()
+    configured = tuple(key for key in settings.AUTHBROKER_ENCRYPTION_KEYS if key != derived)
+    return _ring((*configured, derived))
+
+
+def needs_derived_key(token):
+    """True when configured keys exist and only the key derived from SECRET_KEY reads this stored secret."""
+    if not token or not settings.AUTHBROKER_ENCRYPTION_KEYS:
+        return False
+    try:
+        _ring(tuple(settings.AUTHBROKER_ENCRYPTION_KEYS)).decrypt(token.encode())
+    except InvalidToken:
+        try:
+            Fernet(_derived_key()).decrypt(token.encode())
+        except InvalidToken:
+            return False  # unreadable by every key: rotation reports it
+        return True
+    return False
 
 
 def encrypt(plaintext):

@@ -1,6 +1,7 @@
 """The profile layer's speed tricks, apart from the rules and services."""
 
 from django.db import connection
+from django.utils import timezone
 
 from profiles.models import Event
 
@@ -15,3 +16,25 @@ def purge_events(before):
     with connection.cursor() as cursor:
         cursor.execute(f"DELETE FROM {table} WHERE at < %s", [connection.ops.adapt_datetimefield_value(before)])
         return cursor.rowcount
+
+
+def database_now():
+    """The database server's clock (PostgreSQL's `clock_timestamp()`), or None where it cannot be read apart
+    from ours (SQLite's clock is the process's own). Only for measuring skew and for the expiry job's
+    bound; rules never decide on it (DESIGN §2)."""
+    if connection.vendor != "postgresql":
+        return None
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT clock_timestamp()")
+        return cursor.fetchone()[0]
+
+
+def clock_skew_seconds():
+    """How far the application clock runs ahead of the database's (negative: behind), in seconds, measured at
+    the midpoint of the round trip; None where the database has no clock apart from ours."""
+    before = timezone.now()
+    db_now = database_now()
+    after = timezone.now()
+    if db_now is None:
+        return None
+    return round(((before + (after - before) / 2) - db_now).total_seconds(), 3)

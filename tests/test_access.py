@@ -8,17 +8,18 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
+import time_machine
 from axes.models import AccessAttempt
 from cryptography.fernet import Fernet
 from django.contrib.auth.models import User
 from django.core.cache import cache
 from django.core.management import call_command
-from django.test import override_settings
+from django.test import Client, override_settings
 from rest_framework.test import APIClient
 
 from console import checks
 from console.models import ApiToken
-from tests.conftest import make_client
+from tests.conftest import T0, make_client
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -123,6 +124,59 @@ def test_it_locks_out_a_login_after_repeated_failures(operator, client):
     other = APIClient()
     other.credentials(HTTP_AUTHORIZATION=f"Bearer {ApiToken.issue('gw', ['gateway'])[1]}")
     assert other.get("/api/profiles").status_code == 200  # API tokens are not touched by the lockout
+
+
+def login_from(client, address, password):
+    """A login through the reverse proxy at 127.0.0.1, which appends the client's address to X-Forwarded-For."""
+    return client.post("/console/login/", {"username": "operator", "password": password},
+                       HTTP_X_FORWARDED_FOR=address, REMOTE_ADDR="127.0.0.1")
+
+
+@override_settings(AXES_FAILURE_LIMIT=3, AUTHBROKER_TRUSTED_PROXIES=["127.0.0.1/32"])
+def test_it_cannot_be_turned_against_an_operator_behind_the_proxy(operator, client):
+    """An attacker at 203.0.113.7 locks only themselves out; the operator at 198.51.100.20 still logs in, even
+    when the attacker writes the operator's address into X-Forwarded-For."""
+    assert [login_from(client, "203.0.113.7", "wrong").status_code for _ in range(3)] == [200, 200, 429]
+    forged = login_from(client, "198.51.100.20, 203.0.113.7", "correct horse battery staple")
+    assert forged.status_code == 429  # the proxy appended the attacker's real address; the left part is theirs
+
+    response = login_from(Client(), "198.51.100.20", "correct horse battery staple")
+
+    assert response.status_code == 302
+    assert set(AccessAttempt.objects.values_list("ip_address", flat=True)) == {"203.0.113.7"}
+
+
+@override_settings(AXES_FAILURE_LIMIT=3, AUTHBROKER_TRUSTED_PROXIES=["127.0.0.1/32"])
+def test_it_ends_the_cool_off_however_often_a_locked_pair_tries(operator, client):
+    """Locked at T0 for 15 min; tries every minute meanwhile do not extend it: at T0 + 15 min the right password
+    works."""
+    with time_machine.travel(T0, tick=False) as clock:
+        assert [login_from(client, "203.0.113.7", "wrong").status_code for _ in range(3)] == [200, 200, 429]
+        for _ in range(14):
+            clock.shift(60)
+            assert login_from(client, "203.0.113.7", "wrong").status_code == 429
+        clock.shift(61)
+        assert login_from(client, "203.0.113.7", "correct horse battery staple").status_code == 302
+
+
+def test_it_reads_the_client_address_only_as_far_as_trusted_proxies_wrote_it(rf, settings):
+    """X-Forwarded-For is believed from the right, hop by hop, while each hop is a trusted proxy."""
+    from console.proxies import client_ip
+
+    def ip(remote, forwarded=None):
+        headers = {"HTTP_X_FORWARDED_FOR": forwarded} if forwarded is not None else {}
+        return client_ip(rf.get("/", REMOTE_ADDR=remote, **headers))
+
+    settings.AUTHBROKER_TRUSTED_PROXIES = []
+    assert ip("10.0.0.2", "203.0.113.7") == "10.0.0.2"  # no trusted proxies: the header is ignored
+    settings.AUTHBROKER_TRUSTED_PROXIES = ["10.0.0.0/8"]
+    assert ip("10.0.0.2", "203.0.113.7") == "203.0.113.7"
+    assert ip("10.0.0.2", "1.2.3.4, 203.0.113.7, 10.0.0.9") == "203.0.113.7"  # two proxies, forged left part
+    assert ip("192.0.2.1", "203.0.113.7") == "192.0.2.1"  # an untrusted peer's header is not believed
+    assert ip("10.0.0.2", "not-an-ip, 203.0.113.7") == "203.0.113.7"
+    assert ip("10.0.0.2", "203.0.113.7, garbage") == "10.0.0.2"
+    assert ip("10.0.0.2") == "10.0.0.2"
+    assert ip("10.0.0.2", "2001:db8::1") == "2001:db8::1"
 
 
 def test_it_warns_about_missing_encryption_keys_in_production(settings):

@@ -20,6 +20,12 @@ from tests.helpers import kinds, report, select
 DEFAULT = "anthropic:default"
 
 
+@pytest.fixture(autouse=True)
+def no_grace(settings):
+    """The mechanics of expiry, with no grace period; the grace and clock skew have their own tests below."""
+    settings.AUTHBROKER_EXPIRY_GRACE_SECONDS = 0
+
+
 def profile(profile_id=DEFAULT):
     return AuthProfile.objects.get(pk=profile_id)
 
@@ -177,7 +183,7 @@ def test_it_skips_a_row_changed_after_it_was_read(anthropic, api, clock):
     report(api, DEFAULT, "rate_limit")  # a new cooldown started since `stale` was read
     counts = ExpiryCounts()
 
-    expiry._tidy_profile(stale, timezone.now(), counts)
+    expiry._tidy_profile(stale, timezone.now(), timezone.now(), counts)
 
     assert counts == ExpiryCounts()
     p = profile()
@@ -260,6 +266,65 @@ def test_it_records_each_expiry_once_with_two_concurrent_runs(clock):
 
 
 # ---------------------------------------------------------------- retention
+
+
+def test_it_waits_a_grace_period_after_a_window_ends(anthropic, api, clock, settings):
+    """With a 60 s grace, a cooldown that ended 59 s ago stays; one that ended over 60 s ago is cleared."""
+    settings.AUTHBROKER_EXPIRY_GRACE_SECONDS = 60
+    report(api, DEFAULT, "rate_limit")  # cooling until T0 + 60 s
+    clock.shift(60 + 59)
+
+    assert expire() == ExpiryCounts()
+    assert profile().cooldown_until == T0 + timedelta(seconds=60)
+
+    clock.shift(2)
+    assert expire() == ExpiryCounts(cooldowns_expired=1)
+    assert profile().cooldown_until is None
+
+
+@pytest.mark.postgres
+def test_it_never_ends_a_window_early_when_the_worker_clock_runs_ahead(db, settings):
+    """A worker 326 s ahead of the database clears nothing the database's clock says is running, and dates
+    no event in the future."""
+    import time_machine
+
+    from profiles.queries import database_now
+
+    settings.AUTHBROKER_EXPIRY_GRACE_SECONDS = 60
+    db_now = database_now()
+    profile_services.create_profile(DEFAULT, "api_key", "sk-ant-skew-0123456789", db_now, "test")
+    AuthProfile.objects.filter(pk=DEFAULT).update(cooldown_until=db_now + timedelta(seconds=100),
+                                                  cooldown_reason="rate_limit", error_count=1,
+                                                  last_failure_at=db_now)
+
+    with time_machine.travel(db_now + timedelta(seconds=326), tick=False):  # the worker's clock only
+        counts = expire_cooldowns(timezone.now())
+
+    assert counts == ExpiryCounts()
+    assert profile().cooldown_until == db_now + timedelta(seconds=100)
+    assert not Event.objects.filter(at__gt=database_now()).exists()
+    assert EventKind.COOLDOWN_EXPIRED not in kinds()
+
+
+@pytest.mark.postgres
+def test_it_dates_expiry_by_the_database_clock_when_the_worker_runs_ahead(db, settings):
+    """A window that did end by the database's clock is cleared, with its event dated no later than that clock."""
+    import time_machine
+
+    from profiles.queries import database_now
+
+    settings.AUTHBROKER_EXPIRY_GRACE_SECONDS = 60
+    db_now = database_now()
+    profile_services.create_profile(DEFAULT, "api_key", "sk-ant-skew-0123456789", db_now, "test")
+    AuthProfile.objects.filter(pk=DEFAULT).update(cooldown_until=db_now - timedelta(seconds=120),
+                                                  cooldown_reason="rate_limit", error_count=1,
+                                                  last_failure_at=db_now - timedelta(seconds=180))
+
+    with time_machine.travel(db_now + timedelta(seconds=326), tick=False):
+        assert expire_cooldowns(timezone.now()) == ExpiryCounts(cooldowns_expired=1)
+
+    [event] = Event.objects.filter(kind=EventKind.COOLDOWN_EXPIRED)
+    assert db_now <= event.at <= database_now()
 
 
 def test_it_keeps_a_claimed_lease_for_late_duplicates_then_purges_it(anthropic, api, clock):

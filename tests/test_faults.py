@@ -95,6 +95,38 @@ def test_it_answers_503_while_the_database_is_down_and_recovers_by_itself(cluste
     assert "Traceback" not in server.output()
 
 
+def test_it_answers_503_within_two_seconds_while_the_database_hangs_and_recovers_by_itself(cluster, deployment):
+    """Cluster frozen by SIGSTOP (accepts TCP, answers nothing): 503 within 2 s, /healthz 200; back after SIGCONT."""
+    server, token = deployment
+    for _ in range(4):  # persistent connections in both workers, then a freeze mid-life
+        assert select(server, token)[0] == 200
+    with cluster.hung():
+        for _ in range(4):  # each worker meets its stale connection, then a new connection attempt
+            started = time.monotonic()
+            status, body, headers = select(server, token)
+            elapsed = time.monotonic() - started
+            assert status == 503, body
+            assert body["error"]["code"] == "database_unavailable" and headers.get("Retry-After") == "1"
+            assert elapsed < 2.0, f"503 took {elapsed:.2f} s"
+            started = time.monotonic()
+            assert request(server.url, "GET", "/healthz", timeout=5)[0] == 200
+            assert time.monotonic() - started < 1.0  # never waits on the database (its waits last ~1.5 s)
+        started = time.monotonic()
+        assert request(server.url, "GET", "/readyz", timeout=5)[0] == 503
+        assert time.monotonic() - started < 2.0
+    deadline = time.monotonic() + 20
+    status = None
+    while time.monotonic() < deadline:
+        status = select(server, token)[0]
+        if status == 200:
+            break
+        time.sleep(0.2)
+    assert status == 200, "the server did not recover within 20 s of the database's return"
+    answers = [select(server, token) for _ in range(6)]
+    assert [status for status, _, _ in answers] == [200] * 6, answers
+    assert "Traceback" not in server.output()
+
+
 def test_it_tells_a_rolled_back_transaction_from_an_outage(anthropic, api, monkeypatch):
     """A deadlock victim answers 503 `retry` (nothing changed, retry), not `database_unavailable`."""
     import psycopg.errors
@@ -112,3 +144,37 @@ def test_it_tells_a_rolled_back_transaction_from_an_outage(anthropic, api, monke
     response = api.post("/api/select", {"session_key": "s", "provider": "anthropic"}, format="json")
     assert response.status_code == 503 and response["Retry-After"] == "1"
     assert response.json()["error"]["code"] == "retry"
+
+
+@pytest.mark.postgres
+def test_it_lets_a_slow_statement_on_a_live_server_finish(db, settings):
+    """The watchdog cuts only a server that does not answer its probe: a 1.5 s statement runs to the end."""
+    from django.db import connection
+
+    settings.DATABASE_HANG_SECONDS = 0.3
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT pg_sleep(1.5), 42")
+        assert cursor.fetchone()[1] == 42
+
+
+@pytest.mark.postgres
+def test_it_answers_retry_when_a_lock_wait_times_out(transactional_db, anthropic, api):
+    """A row held by another transaction past `lock_timeout`: 503 `retry` (nothing changed), not an outage."""
+    import psycopg
+    from django.db import connection
+
+    from profiles.models import AuthProfile
+
+    db = connection.settings_dict
+    holder = psycopg.connect(host=db["HOST"], port=db["PORT"] or 5432, user=db["USER"], dbname=db["NAME"])
+    try:
+        holder.execute(f"SELECT 1 FROM {AuthProfile._meta.db_table} WHERE id = %s FOR UPDATE", ["anthropic:default"])
+        with connection.cursor() as cursor:
+            cursor.execute("SET lock_timeout = '300ms'")  # DATABASE_LOCK_TIMEOUT_MS, shortened for the test
+        response = api.post("/api/report", {"profile": "anthropic:default", "outcome": "rate_limit"}, format="json")
+    finally:
+        holder.rollback()
+        holder.close()
+    assert response.status_code == 503 and response["Retry-After"] == "1"
+    assert response.json()["error"]["code"] == "retry"
+    assert AuthProfile.objects.get(pk="anthropic:default").error_count == 0

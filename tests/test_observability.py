@@ -1,7 +1,9 @@
 """/metrics, request ids and the structured log line written for every state change."""
 
 import logging
+from datetime import timedelta
 
+import pytest
 from prometheus_client import REGISTRY
 
 from tests.helpers import report, select
@@ -103,3 +105,19 @@ def test_it_logs_nothing_for_a_change_that_rolled_back(anthropic, api, clock, ca
                                             "session_key": KEY, "lease_id": lease}, format="json")
     assert response.status_code == 500
     assert not [r for r in caplog.records if r.name == "authbroker.audit"]
+
+
+@pytest.mark.postgres
+def test_it_reports_the_skew_between_our_clock_and_the_databases(db, client):
+    """Our clock moved 300 s ahead of PostgreSQL's: /readyz and /metrics both say about +300 s."""
+    import time_machine
+
+    from profiles.queries import database_now
+
+    with time_machine.travel(database_now() + timedelta(seconds=300), tick=True):
+        ready = client.get("/readyz").json()
+        text = client.get("/metrics").content.decode()
+
+    assert 299 < ready["clock_skew_seconds"] < 301
+    [line] = [line for line in text.splitlines() if line.startswith("authbroker_clock_skew_seconds ")]
+    assert 299 < float(line.split()[1]) < 301

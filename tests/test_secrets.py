@@ -65,6 +65,43 @@ def test_it_refuses_to_finish_rotation_while_a_secret_is_unreadable(db):
     assert AuthProfile.objects.get().secret_encrypted == stored
 
 
+def test_it_keeps_secrets_readable_when_moving_off_the_derived_key(db, settings):
+    """Secrets under the derived key, keys set: still readable (W004 warns), rotation re-encrypts, and then a new
+    DJANGO_SECRET_KEY (another derived key) no longer matters."""
+    from console.checks import check_secrets_under_the_derived_key
+
+    new = Fernet.generate_key().decode()
+    settings.AUTHBROKER_ENCRYPTION_KEYS = []
+    create("anthropic:default", refresh=REFRESH)
+    create("openai:default", "sk-openai-0123456789abcdef")
+
+    settings.AUTHBROKER_ENCRYPTION_KEYS = [new]
+    profile = AuthProfile.objects.get(pk="anthropic:default")
+    assert (profile.reveal_secret(), profile.reveal_refresh()) == (KNOWN, REFRESH)
+    [warning] = check_secrets_under_the_derived_key(None)
+    assert warning.id == "authbroker.W004" and "2 profile(s)" in warning.msg
+
+    call_command("rotate_encryption_keys")
+
+    assert check_secrets_under_the_derived_key(None) == []
+    settings.SECRET_KEY = "a-different-secret-key-after-rotation-0123456789"
+    profiles = {p.pk: p for p in AuthProfile.objects.all()}
+    assert profiles["anthropic:default"].reveal_secret() == KNOWN
+    assert profiles["anthropic:default"].reveal_refresh() == REFRESH
+    assert profiles["openai:default"].reveal_secret() == "sk-openai-0123456789abcdef"
+    with override_settings(AUTHBROKER_ENCRYPTION_KEYS=[]), pytest.raises(crypto.SecretUnreadable):
+        profiles["anthropic:default"].reveal_secret()  # only the configured key reads it now
+
+
+def test_it_never_encrypts_with_the_derived_key_once_keys_are_set(db, settings):
+    """With keys configured, a new secret is written under the newest configured key."""
+    new = Fernet.generate_key().decode()
+    settings.AUTHBROKER_ENCRYPTION_KEYS = [new]
+    create("anthropic:default")
+
+    assert Fernet(new).decrypt(AuthProfile.objects.get().secret_encrypted.encode()).decode() == KNOWN
+
+
 # ---------------------------------------------------------------- at rest
 
 

@@ -69,7 +69,7 @@ def test_it_keeps_operator_edits_when_setup_runs_again(db):
 def test_it_runs_the_tasks_as_thin_wrappers(anthropic, api, clock):
     """The Celery tasks read the clock and call the plain functions (run in-process here)."""
     report(api, "anthropic:default", "rate_limit")
-    clock.shift(61)
+    clock.shift(60 + settings.AUTHBROKER_EXPIRY_GRACE_SECONDS + 1)
 
     assert expire_cooldowns.apply().get() == {
         "cooldowns_expired": 1, "disables_expired": 0, "model_cooldowns_expired": 0, "counts_forgotten": 0,

@@ -14,8 +14,9 @@ from profiles.errors import ServiceError
 
 logger = logging.getLogger("authbroker.api")
 
-# PostgreSQL's deadlock_detected and serialization_failure: transient, not an outage.
-TRANSIENT_SQLSTATES = {"40P01", "40001"}
+# PostgreSQL's deadlock_detected, serialization_failure and lock_not_available (DATABASE_LOCK_TIMEOUT_MS):
+# transient, not an outage.
+TRANSIENT_SQLSTATES = {"40P01", "40001", "55P03"}
 
 CODES = {
     exceptions.ParseError: "malformed",

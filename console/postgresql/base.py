@@ -1,0 +1,165 @@
+"""Django's PostgreSQL backend, with a watchdog so that a hung server fails a request fast.
+
+A *stopped* server refuses connections and psycopg fails at once. A *hung* one
+(a frozen host, a SIGSTOPped postmaster, a network path that swallows packets)
+accepts TCP and then answers nothing, and psycopg would wait for ever: no
+server-side timeout can fire on a server that does not run, and on a live
+network the kernel keeps acknowledging, so TCP keepalives never fire either.
+
+So every wait on the server (a statement, the health-check ping, a commit or
+rollback) is registered with one watchdog thread per process. When a wait has
+lasted `DATABASE_HANG_SECONDS`, the watchdog asks the server whether it is alive
+with a probe that needs no login: it opens a fresh TCP connection and sends the
+protocol's SSLRequest, which a running postmaster answers with one byte at once.
+An answer means "slow, not hung": the wait goes on (a long bulk statement is left
+alone; `statement_timeout` bounds it). No answer within `DATABASE_PROBE_SECONDS`
+means hung: the watchdog shuts the connection's socket down, psycopg raises
+OperationalError, and the API answers 503 `database_unavailable`. For a minute
+after that, every new connection is probed first, so a worker does not spend
+psycopg's 2 s connect timeout on a server known to be hung. Nothing else changes:
+when the server answers again, the next request connects as usual.
+"""
+
+import contextlib
+import os
+import socket
+import struct
+import threading
+import time
+
+from django.conf import settings
+from django.db.backends.postgresql import base
+
+SSL_REQUEST = struct.pack("!ii", 8, 80877103)
+SUSPECT_FOR = 60.0  # seconds after a hang during which new connections are probed first
+# A connection cut this recently was cut within the request now reconnecting (the health check's ping
+# failed and Django reconnects at once): the probe has just answered, so it is not asked again.
+JUST_CUT = 0.1
+
+
+def probe(host, port, timeout):
+    """True when a PostgreSQL server at (host, port) answers the SSLRequest within `timeout` seconds."""
+    if host and "," in host:  # several hosts: libpq picks; nothing sensible to probe
+        return True
+    if not host or host.startswith("/"):
+        family, address = socket.AF_UNIX, f"{host or '/var/run/postgresql'}/.s.PGSQL.{port or 5432}"
+    else:
+        family, address = None, (host, int(port or 5432))
+    try:
+        if family is socket.AF_UNIX:
+            sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+            sock.settimeout(timeout)
+            sock.connect(address)
+        else:
+            sock = socket.create_connection(address, timeout=timeout)
+    except OSError:
+        return False  # refused or unreachable: not hung, but not alive either; psycopg will say why
+    with sock:
+        try:
+            sock.sendall(SSL_REQUEST)
+            return sock.recv(1) != b""
+        except OSError:
+            return False
+
+
+class Watchdog:
+    """One daemon thread per process that severs connections whose server stopped answering."""
+
+    def __init__(self):
+        self._lock = threading.Lock()
+        self._waits = {}  # token -> [deadline, wrapper]
+        self._next_token = 0
+        self._thread = None
+        self._pid = None
+        self.suspect_until = 0.0
+
+    def _ensure_thread(self):
+        if self._thread is None or self._pid != os.getpid() or not self._thread.is_alive():
+            self._pid = os.getpid()  # after a fork the parent's thread does not exist here
+            self._thread = threading.Thread(target=self._run, name="authbroker-db-watchdog", daemon=True)
+            self._thread.start()
+
+    @contextlib.contextmanager
+    def watching(self, wrapper):
+        hang = settings.DATABASE_HANG_SECONDS
+        if not hang or wrapper.connection is None:
+            yield
+            return
+        with self._lock:
+            self._ensure_thread()
+            self._next_token += 1
+            token = self._next_token
+            self._waits[token] = [time.monotonic() + hang, wrapper]
+        try:
+            yield
+        finally:
+            with self._lock:
+                del self._waits[token]
+
+    def _run(self):
+        while True:
+            hang = settings.DATABASE_HANG_SECONDS or 1.0
+            time.sleep(min(0.25, hang / 4))
+            now = time.monotonic()
+            with self._lock:
+                overdue = [(token, wrapper) for token, (deadline, wrapper) in self._waits.items() if deadline <= now]
+            verdicts = {}
+            for token, wrapper in overdue:
+                server = (wrapper.settings_dict["HOST"], wrapper.settings_dict["PORT"])
+                if server not in verdicts:
+                    verdicts[server] = probe(*server, settings.DATABASE_PROBE_SECONDS)
+                with self._lock:
+                    if token not in self._waits:
+                        continue  # the wait ended meanwhile
+                    if verdicts[server]:
+                        self._waits[token][0] = time.monotonic() + hang  # slow, not hung: keep waiting
+                    else:
+                        self.suspect_until = time.monotonic() + SUSPECT_FOR
+                        wrapper.cut_at = time.monotonic()
+                        wrapper.sever()
+
+    def server_hung(self, settings_dict):
+        """While a hang was seen lately: whether the server still does not answer the probe."""
+        if time.monotonic() >= self.suspect_until:
+            return False
+        return not probe(settings_dict["HOST"], settings_dict["PORT"], settings.DATABASE_PROBE_SECONDS)
+
+
+WATCHDOG = Watchdog()
+
+
+class DatabaseWrapper(base.DatabaseWrapper):
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.execute_wrappers.append(self._watched_execute)
+
+    def _watched_execute(self, execute, sql, params, many, context):
+        with WATCHDOG.watching(self):
+            return execute(sql, params, many, context)
+
+    cut_at = None  # when the watchdog last cut this connection (monotonic)
+
+    def get_new_connection(self, conn_params):
+        cut_at, self.cut_at = self.cut_at, None
+        if (cut_at is not None and time.monotonic() - cut_at < JUST_CUT) or WATCHDOG.server_hung(self.settings_dict):
+            raise self.Database.OperationalError("the database server does not answer (hung)")
+        return super().get_new_connection(conn_params)
+
+    def is_usable(self):
+        with WATCHDOG.watching(self):
+            return super().is_usable()
+
+    def _commit(self):
+        with WATCHDOG.watching(self):
+            return super()._commit()
+
+    def _rollback(self):
+        with WATCHDOG.watching(self):
+            return super()._rollback()
+
+    def sever(self):
+        """Shut the connection's socket down (from the watchdog's thread): the blocked wait fails at once."""
+        with contextlib.suppress(Exception):  # already closed, or no socket: nothing is waiting on it
+            fd = self.connection.pgconn.socket
+            with socket.socket(fileno=os.dup(fd)) as sock:
+                sock.shutdown(socket.SHUT_RDWR)
