@@ -170,8 +170,8 @@ _PROFILE_COLUMNS = ("id", "provider_id", "kind", "enabled", "expires_at", "coold
 
 @lru_cache(maxsize=8)
 def _sticky_sql(vendor, with_model, with_secret):
-    session, pin = Session._meta.db_table, Pin._meta.db_table
-    profile, cooldown = AuthProfile._meta.db_table, ModelCooldown._meta.db_table
+    session, pin, profile, cooldown = (connection.ops.quote_name(m._meta.db_table)
+                                       for m in (Session, Pin, AuthProfile, ModelCooldown))
     columns = _PROFILE_COLUMNS + (("secret_encrypted",) if with_secret else ())
     select = ["s.id", "s.session_id", "s.last_profile_id", "s.pin_version", "s.boundary_pending", "s.epoch",
               "s.last_activity_at", latest_epoch_sql(), "pin.source"]

@@ -40,6 +40,7 @@ class Selection:
     retry_at: object = None
     candidates: list | None = None
     lease_id: str = ""
+    secret: str | None = None  # the decrypted credential, when the caller hands it out
 
     @classmethod
     def of(cls, decision, session):
@@ -121,16 +122,16 @@ def select_profile(*, session_key, provider, now, actor, new_session=False, mode
         session, pin, profiles = queries.sticky_read(key, provider_id, model, with_secret)
         known_missing = session is None
         if session is not None and not _pending_boundary(session):
-            selection = _sticky(session, pin, profiles, provider_id, now)
+            selection = _sticky(session, pin, profiles, provider_id, now, with_secret)
     if selection is None:
         selection = _select_locked(key, provider, provider_id, now, actor, new_session, model, explain,
-                                   known_missing)
+                                   known_missing, with_secret)
     if with_lease:
         selection.lease_id = leases.issue(selection.profile.id, key, now)
     return selection
 
 
-def _sticky(session, pin, profiles, provider_id, now):
+def _sticky(session, pin, profiles, provider_id, now, with_secret=False):
     """The lock-free path: the `continuing` rule with only the session's own candidate.
 
     None when the rule needs more (failover, going home, no profile of this provider yet).
@@ -146,11 +147,14 @@ def _sticky(session, pin, profiles, provider_id, now):
     decision = rules.continuing(state, [candidate], policy, now, partial=True)
     if decision is None:
         return None
+    selection = Selection.of(decision, session)
+    if with_secret:  # decrypted before anything is written: a secret no key reads changes nothing
+        selection.secret = decision.profile.reveal_secret()
     moved = decision.profile.id if session.last_profile_id != decision.profile.id else None
     if not queries.touch(session, now, moved):
         return None  # a reset or a pin change since we read it: decide under the lock
     session.last_activity_at = now
-    return Selection.of(decision, session)
+    return selection
 
 
 def _decision_profiles(provider_id, model, now, profile_ids=(), leaving=None):
@@ -209,7 +213,8 @@ def _lock_or_create(key, now, provider_raw, provider_id, model, known_missing=Fa
     return session, False, pins, provider, profiles, ranked
 
 
-def _select_locked(key, provider_raw, provider_id, now, actor, new_session, model, explain, known_missing):
+def _select_locked(key, provider_raw, provider_id, now, actor, new_session, model, explain, known_missing,
+                   with_secret=False):
     with transaction.atomic():
         session, created, pins, provider, profiles, ranked = _lock_or_create(
             key, now, provider_raw, provider_id, model, known_missing, candidates_only=not explain)
@@ -226,6 +231,8 @@ def _select_locked(key, provider_raw, provider_id, now, actor, new_session, mode
             _apply_pin(session, pins, provider.id, decision.pin, now,
                        actor if decision.source == rules.AUTO else SYSTEM, events)
         selection = Selection.of(decision, session)
+        if with_secret:  # inside the transaction: a secret no key reads rolls the selection back
+            selection.secret = decision.profile.reveal_secret()
         _remember(session, selection, provider, now, just_created=created)
         write_events(events)
     _mark_used(selection, provider, now)
@@ -294,7 +301,7 @@ def _validate_reset_reason(reason):
         raise Invalid(f"reason must be one of {', '.join(RESET_REASONS)}", {"reason": ["unknown reason"]})
 
 
-def reset_session(*, session_key, provider, now, actor, reason="reset", model=None):
+def reset_session(*, session_key, provider, now, actor, reason="reset", model=None, with_secret=False):
     """`/new`, `/reset`, a restart or expiry for one session; answers with the new selection."""
     key = ids.validate_session_key(session_key)
     provider_id = ids.normalize_provider_id(provider)
@@ -307,6 +314,8 @@ def reset_session(*, session_key, provider, now, actor, reason="reset", model=No
         decision = rules.new_session(session_state(session, provider_obj.id, pins.get(provider_obj.id)), ranked,
                                      provider_obj.strategy)
         selection = Selection.of(decision, session)
+        if with_secret:
+            selection.secret = decision.profile.reveal_secret()
         _remember(session, selection, provider_obj, now)
         write_events(events)
     _mark_used(selection, provider_obj, now)

@@ -169,8 +169,6 @@ def test_it_gives_each_make_serve_its_own_metrics_directory():
     assert not {w.removeprefix("var/") for w in wiped_2} & used_1
 
 
-@pytest.mark.xfail(strict=True, reason="the fix belongs in sessions_app/services.py (reveal the secret inside the "
-                                       "select's transaction); the lead applies it and removes this mark")
 def test_it_writes_nothing_when_the_credential_cannot_be_decrypted(anthropic, clock):
     """A credentials select whose secret no key reads: a clear 500 `secret_unreadable` and no session, no event."""
     from cryptography.fernet import Fernet

@@ -165,7 +165,8 @@ def selection_answer(selection, include_credential=False):
             for c in selection.candidates
         ]
     if include_credential:
-        answer["credential"] = {"kind": selection.profile.kind, "secret": selection.profile.reveal_secret()}
+        secret = selection.secret if selection.secret is not None else selection.profile.reveal_secret()
+        answer["credential"] = {"kind": selection.profile.kind, "secret": secret}
     return answer
 
 

@@ -65,12 +65,14 @@ class SessionResetView(APIView):
     @extend_schema(request=ResetRequest, responses=ResetAnswerSerializer, summary="Session boundary")
     def post(self, request, session_key):
         data = validated(ResetRequest, request)
-        result = services.reset_session(session_key=session_key, now=timezone.now(), actor=actor(request), **data)
+        with_secret = request.auth.has_scope("credentials")
+        result = services.reset_session(session_key=session_key, now=timezone.now(), actor=actor(request),
+                                        with_secret=with_secret, **data)
         return Response({
             "session_id": str(result.session.session_id),
             "carried": result.carried,
             "dropped": result.dropped,
-            "selection": selection_answer(result.selection, request.auth.has_scope("credentials")),
+            "selection": selection_answer(result.selection, with_secret),
         })
 
 
