@@ -23,7 +23,7 @@ def test_it_prepares_the_hot_statements_on_the_server(api, anthropic):
         report(api, "anthropic:default", "success")
     prepared = prepared_statements()
     assert any('"console_apitoken"' in sql and '"token_hash"' in sql for sql in prepared), prepared
-    assert any(sql.lstrip().startswith("SELECT") and '"sessions_app_session"' in sql and '"session_key"' in sql
+    assert any(sql.lstrip().startswith("SELECT") and '"sessions_app_session"' in sql and 'session_key' in sql
                for sql in prepared), prepared
     assert any('"profiles_authprofile"' in sql for sql in prepared), prepared
 
