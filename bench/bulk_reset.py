@@ -149,6 +149,20 @@ class Selector(threading.Thread):
             connections.close_all()
 
 
+class StatementTimer:
+    """Times each statement of the reset (Django's execute_wrapper): where the seconds go."""
+
+    def __init__(self, into):
+        self.into = into
+
+    def __call__(self, execute, sql, params, many, context):
+        started = time.monotonic()
+        try:
+            return execute(sql, params, many, context)
+        finally:
+            self.into.append((" ".join(sql.split())[:90], time.monotonic() - started))
+
+
 def longest(selectors, start, end):
     """The longest select (ms) of these threads that overlapped [start, end], and how many did."""
     overlapping = [seconds for s in selectors for began, seconds in s.calls if began <= end and began + seconds >= start]
@@ -175,9 +189,11 @@ def measure():
     for selector in selectors:
         selector.start()
     time.sleep(BASELINE_SECONDS)
+    statements = []
     started = time.monotonic()
     try:
-        result = services.bulk_reset(now=timezone.now(), actor=ACTOR, reason="restart")
+        with connection.execute_wrapper(StatementTimer(statements)):
+            result = services.bulk_reset(now=timezone.now(), actor=ACTOR, reason="restart")
     finally:
         ended = time.monotonic()
         time.sleep(AFTER_SECONDS)
@@ -214,6 +230,7 @@ def measure():
         "longest_select_ms_pinned": wait_pinned, "longest_select_ms_unpinned": wait_unpinned,
         "selects_during_reset": n_pinned + n_unpinned, "selects_before_p50_ms": base_p50,
         "selects_before_max_ms": base_max, "selectors": SELECTORS,
+        "statements": [{"sql": sql, "seconds": round(took, 2)} for sql, took in statements if took >= 0.05],
     }
 
 
@@ -237,6 +254,8 @@ def main():
         f"{figures['selects_before_p50_ms']} ms, max {figures['selects_before_max_ms']} ms)")
     log(f"dropped                 {figures['dropped']:,} (each with its override_dropped event)")
     log(f"carried                 {figures['carried']:,}")
+    for statement in figures["statements"]:
+        log(f"  {statement['seconds']:7.2f} s  {statement['sql']}")
     print(json.dumps(figures, separators=(",", ":")), flush=True)
 
 
