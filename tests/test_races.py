@@ -63,10 +63,11 @@ def race(rounds, *racers, background=(), budget=8.0):
     of its call (the test names it). The rounds stop early at `budget` seconds (the tests check that
     enough ran). Each thread keeps its own database connection throughout.
     """
-    barrier = threading.Barrier(len(racers))
+    deadline = time.monotonic() + budget
+    out_of_time = threading.Event()  # decided once per round, by the barrier's action, for every racer alike
+    barrier = threading.Barrier(len(racers), action=lambda: time.monotonic() > deadline and out_of_time.set())
     results = [[] for _ in racers]
     loops = [[] for _ in background]
-    deadline = time.monotonic() + budget
     stop = threading.Event()
 
     def call(function, n):
@@ -79,7 +80,7 @@ def race(rounds, *racers, background=(), budget=8.0):
         try:
             for n in range(rounds):
                 barrier.wait(timeout=60)
-                if time.monotonic() > deadline:
+                if out_of_time.is_set():
                     break
                 results[index].append(call(racer, n))
         finally:
