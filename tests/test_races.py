@@ -55,7 +55,7 @@ class Gateway:
         return response.status_code, answer
 
 
-def race(rounds, *racers, background=(), budget=8.0):
+def race(rounds, *racers, background=(), budget=6.0):
     """Run `racers` (functions of the round number) on their own threads, released together each round,
     while each of `background` (functions of a step number) runs in a loop on its own thread until they end.
 
@@ -251,7 +251,7 @@ def test_it_never_answers_500_to_a_reset_or_new_session_select_racing_a_pin_flip
 # ---------------------------------------------------------------- 3. a pin set just before the lock
 
 
-ROUNDS_PIN_BEFORE_LOCK = 60
+ROUNDS_PIN_BEFORE_LOCK = 50
 PAIRS_PIN_BEFORE_LOCK = 3
 
 
@@ -300,6 +300,7 @@ def test_it_answers_a_reset_with_the_pin_it_carried_when_the_pin_moved_just_befo
 
 
 BULK_ROUNDS = 25
+MIN_BULK_ROUNDS = 5  # the slow old bulk reset ran 7 in its budget on a loaded machine, and failed
 FAILOVER_SESSIONS = 60
 BALLAST = 400
 
@@ -336,14 +337,14 @@ def test_it_records_every_auto_pin_a_bulk_reset_drops_while_failovers_set_pins(t
 
     gateways = [fail_over(Gateway(tokens[name]), keys, random.Random(400 + i), name)
                 for i, name in enumerate(("b", "c", "d"))]
-    (bulks,), loops = race(BULK_ROUNDS, bulk, background=gateways)
+    (bulks,), loops = race(BULK_ROUNDS, bulk, background=gateways, budget=8.0)
     problems = check_events_replay_to_the_stored_pins(ballast)
     assert problems == [], f"{len(problems)} pins changed without their event: {problems[:3]}"
     assert failures([bulks, *loops]) == Counter()
     dropped = sum(answer["dropped"] for _, answer in bulks)
     assert dropped == Event.objects.filter(kind="override_dropped", actor="token:a").count()
     assert dropped > 0, "no bulk reset found an auto pin to drop: no race was run"
-    assert len(bulks) >= BULK_ROUNDS // 2, "too few rounds ran in the time budget"
+    assert len(bulks) >= MIN_BULK_ROUNDS, "too few rounds ran in the time budget"
 
 
 # ---------------------------------------------------------------- 5. two bulk resets at once
@@ -383,7 +384,7 @@ def test_it_never_deadlocks_two_bulk_resets_while_pins_churn(tokens):
 
     churn = [pins(Gateway(tokens["c"]), random.Random(600)),
              fail_over(Gateway(tokens["d"]), keys, random.Random(700), "d")]
-    (alls, lists), loops = race(ROUNDS_TWO_BULKS, bulk_all, bulk_list, background=churn)
+    (alls, lists), loops = race(ROUNDS_TWO_BULKS, bulk_all, bulk_list, background=churn, budget=8.0)
     assert failures([alls, lists, *loops]) == Counter(), f"of {len(alls)} rounds of two bulk resets"
     assert check_events_replay_to_the_stored_pins(ballast) == []
-    assert len(alls) >= ROUNDS_TWO_BULKS // 2, "too few rounds ran in the time budget"
+    assert len(alls) >= MIN_BULK_ROUNDS, "too few rounds ran in the time budget"
