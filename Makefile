@@ -6,7 +6,7 @@ PORT ?= 8000
 WEB_CONCURRENCY ?= 2
 STAMP := $(VENV)/.installed
 
-.PHONY: install run test lint serve worker bench migrate clean
+.PHONY: install run test lint serve worker bench bench-reset migrate clean
 
 install: $(STAMP)
 
@@ -46,6 +46,11 @@ serve: migrate
 # BENCH_SESSIONS, BENCH_PROFILES, BENCH_CONCURRENCY, BENCH_DURATION scale it; BENCH_SCALE=1 runs the scale series.
 bench: install
 	WEB_CONCURRENCY=$(WEB_CONCURRENCY) $(PY) bench/run.py
+
+# The bulk reset of every session at scale (bench/bulk_reset.py): its own database, BENCH_SESSIONS (1000000)
+# sessions, the reset timed while threads select; prints seconds, the longest select wait, dropped and carried.
+bench-reset: install
+	$(PY) bench/bulk_reset.py
 
 worker: install
 	$(VENV)/bin/celery -A console worker --beat --loglevel INFO
