@@ -182,8 +182,8 @@ def measure():
 
     from sessions_app import services
 
-    autos = scalar("SELECT count(*) FROM sessions_app_session WHERE override_source = 'auto'")
-    users = scalar("SELECT count(*) FROM sessions_app_session WHERE override_source = 'user'")
+    autos = scalar("SELECT count(*) FROM sessions_app_pin WHERE source = 'auto'")
+    users = scalar("SELECT count(*) FROM sessions_app_pin WHERE source = 'user'")
     stop = threading.Event()
     selectors = [Selector(n, pinned=n % 2 == 0, stop=stop) for n in range(SELECTORS)]
     for selector in selectors:
@@ -215,8 +215,8 @@ def measure():
         fail(f"dropped {result['dropped']} with {drop_events} override_dropped events; there were {autos} auto pins")
     if result["carried"] != users:
         fail(f"carried {result['carried']}; there were {users} user pins")
-    left = scalar("SELECT count(*) FROM sessions_app_session WHERE override_source = 'auto' AND "
-                  "override_set_at < now() - interval '1 minute'")
+    left = scalar("SELECT count(*) FROM sessions_app_pin WHERE source = 'auto' AND "
+                  "set_at < now() - interval '1 minute'")
     if left:
         fail(f"{left} auto pins of before the reset are still there")
     pinned = [s for s in selectors if s.pinned]

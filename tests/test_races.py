@@ -20,7 +20,7 @@ from console.models import ApiToken
 from profiles import services as profile_services
 from profiles.models import Event
 from sessions_app import services as session_services
-from sessions_app.models import Session
+from sessions_app.models import Pin, Session
 from tests.conftest import T0
 
 pytestmark = [pytest.mark.postgres, pytest.mark.django_db(transaction=True)]
@@ -135,16 +135,17 @@ def seed_user_pinned_ballast(count):
     Returns their pins (written without events) for `check_events_replay_to_the_stored_pins` to start from.
     """
     now = timezone.now()
-    Session.objects.bulk_create(
-        Session(session_key=key("ballast", n), last_activity_at=now, provider_id="anthropic", last_profile_id=BACKUP2,
-                override_profile_id=BACKUP2, override_source="user", override_set_at=now, override_set_by="seed",
-                override_reason="set by a person")
+    sessions = Session.objects.bulk_create(
+        Session(session_key=key("ballast", n), last_activity_at=now, provider_id="anthropic", last_profile_id=BACKUP2)
         for n in range(count))
+    Pin.objects.bulk_create(Pin(session=session, provider_id="anthropic", profile_id=BACKUP2, source="user",
+                                set_at=now, set_by="seed", reason="set by a person") for session in sessions)
     return {key("ballast", n): (BACKUP2, "user") for n in range(count)}
 
 
 def pin_of(session):
-    return (session.override_profile_id, session.override_source) if session.override_profile_id else None
+    pin = Pin.objects.filter(session=session, provider_id="anthropic").first()
+    return (pin.profile_id, pin.source) if pin else None
 
 
 def check_events_replay_to_the_stored_pins(initial=None):
