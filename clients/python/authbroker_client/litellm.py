@@ -143,6 +143,7 @@ class AuthbrokerRouting(CustomRoutingStrategyBase):
         return call, self._session_key(request, metadata), providers.pop(), group
 
     def _choose(self, call, session_key, model, group, selection):
+        log.debug("authbroker: call %s session %s picks %s", call, session_key, selection.profile)
         for deployment in group:
             if (deployment.get("model_info") or {}).get("id") == selection.profile:
                 self.book.add(Attempt(call, session_key, selection.profile, selection.lease_id,
@@ -184,6 +185,17 @@ class AuthbrokerCallbacks(CustomLogger):
         super().__init__(**kwargs)
         self.client = client
         self.book = book
+        # LiteLLM keeps one logger per class and public primitive attributes: this makes each instance its own.
+        self.instance = f"authbroker-{uuid.uuid4().hex}"
+
+    def detach(self):
+        """Stop receiving LiteLLM's callbacks (for tests and reconfiguration)."""
+        import litellm
+
+        manager = getattr(litellm, "logging_callback_manager", None)
+        if manager is not None and hasattr(manager, "remove_callback_from_all_lists"):
+            manager.remove_callback_from_all_lists(self)
+        litellm.callbacks = [c for c in (litellm.callbacks or []) if c is not self]
 
     @staticmethod
     def _attempt_fields(kwargs):
@@ -197,6 +209,8 @@ class AuthbrokerCallbacks(CustomLogger):
         if not call or not profile:
             return None, None
         attempt = self.book.claim(call, profile)
+        log.debug("authbroker: %s callback for call %s on %s (attempt %s)", "success" if success else "failure",
+                  call, profile, "found" if attempt else "unknown")
         if attempt is None:
             return None, None
         if success:
@@ -211,6 +225,7 @@ class AuthbrokerCallbacks(CustomLogger):
                          "detail": f"litellm {type(exc).__name__} {status or ''}".strip()[:200]}
 
     def _report(self, attempt, fields):
+        log.debug("authbroker: reporting %s for %s (call %s)", fields.get("outcome"), attempt.profile, attempt.call)
         try:
             self.client.report(attempt.profile, fields.pop("outcome"), session_key=attempt.session_key,
                                lease_id=attempt.lease_id, model=attempt.model, **fields)
@@ -263,7 +278,8 @@ def _register(router, strategy):
 def attach(router, client, *, report_wait_seconds=2.0, send_model=True, session_keys=SESSION_KEYS):
     """Route `router` through authbroker with `client` (a sync `Client`); returns (strategy, callbacks).
 
-    The callbacks are added to `litellm.callbacks` (LiteLLM runs its callbacks globally).
+    The callbacks are added to `litellm.callbacks` (LiteLLM runs its callbacks globally);
+    `callbacks.detach()` removes them.
     """
     import litellm
 
@@ -272,7 +288,11 @@ def attach(router, client, *, report_wait_seconds=2.0, send_model=True, session_
                                  send_model=send_model, session_keys=session_keys)
     callbacks = AuthbrokerCallbacks(client, book)
     _register(router, strategy)
-    litellm.callbacks = [*(litellm.callbacks or []), callbacks]
+    manager = getattr(litellm, "logging_callback_manager", None)
+    if manager is not None and hasattr(manager, "add_litellm_callback"):
+        manager.add_litellm_callback(callbacks)
+    else:
+        litellm.callbacks = [*(litellm.callbacks or []), callbacks]
     router._authbroker_attached = callbacks
     return strategy, callbacks
 
