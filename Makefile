@@ -6,14 +6,16 @@ PORT ?= 8000
 WEB_CONCURRENCY ?= 2
 STAMP := $(VENV)/.installed
 
-.PHONY: install run test lint serve worker bench migrate clean
+.PHONY: install run test lint serve worker bench bench-client migrate clean
 
 install: $(STAMP)
 
-$(STAMP): pyproject.toml
+$(STAMP): pyproject.toml clients/python/pyproject.toml
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --quiet -e ".[dev]"
+	# The Python client and its LiteLLM adapter (tests/test_client.py, tests/test_litellm_adapter.py).
+	$(PY) -m pip install --quiet -e "./clients/python[litellm]"
 	@touch $(STAMP)
 
 migrate: install
@@ -42,6 +44,10 @@ serve: migrate
 # BENCH_SESSIONS, BENCH_PROFILES, BENCH_CONCURRENCY, BENCH_DURATION scale it; BENCH_SCALE=1 runs the scale series.
 bench: install
 	WEB_CONCURRENCY=$(WEB_CONCURRENCY) $(PY) bench/run.py
+
+# What the Python client costs a gateway per call (bench/client_overhead.py); BENCH_CLIENT_N calls per figure.
+bench-client: install
+	$(PY) bench/client_overhead.py
 
 worker: install
 	$(VENV)/bin/celery -A console worker --beat --loglevel INFO

@@ -126,6 +126,8 @@ class Server:
             self.process.wait(timeout=10)
 
     def stop(self):
+        if self.log.closed:  # stopped already
+            return
         if self.process.poll() is None:
             os.killpg(self.process.pid, 15)
             try:
