@@ -242,3 +242,41 @@ def test_an_auth_failure_disables_the_key_after_the_third(broker, upstream, gate
     upstream.calls.clear()
     chat(loop, router, "agent:keys:after")
     assert upstream.calls == ["sk-keys-backup1"]  # the disabled key is not tried at all
+
+
+class SlowReportingClient(Client):
+    """A real client whose reports reach authbroker late (a slow network), as a delayed callback would."""
+
+    def report(self, *args, **kwargs):
+        time.sleep(0.4)
+        return super().report(*args, **kwargs)
+
+
+@pytest.mark.parametrize("mode", ["async", "sync"])
+def test_the_retry_is_picked_after_a_slow_failure_report_lands(broker, upstream, loop, mode):
+    """A failure report that takes 0.4 s still lands before the retry's pick: the call fails over, not back.
+
+    LiteLLM 1.110 itself runs the failure callback before retrying; the adapter's pick also waits for the
+    previous attempt's report, so this holds on versions or paths that run callbacks in the background.
+    """
+    provider = f"slow{mode}"
+    broker.add_profiles(provider)
+    model_list = [{"model_name": "claude",
+                   "litellm_params": {"model": "openai/claude-sonnet", "api_base": upstream.base,
+                                      "api_key": f"sk-{provider}-{name}", "max_retries": 0},
+                   "model_info": {"id": f"{provider}:{name}"}} for name in ("default", "backup1", "backup2")]
+    router = litellm.Router(model_list=model_list, num_retries=2, disable_cooldowns=True, retry_after=0)
+    client = SlowReportingClient(broker.url, broker.token, timeout=2.0)
+    _, callbacks = attach(router, client)
+    upstream.behaviour[f"sk-{provider}-default"] = (429, {}, {"error": {"message": "rate limited"}})
+    try:
+        if mode == "async":
+            chat(loop, router, f"agent:{provider}:1")
+        else:
+            router.completion(model="claude", messages=[{"role": "user", "content": "hello"}],
+                              metadata={"session_key": f"agent:{provider}:1"})
+        wait_for(lambda: profiles(client, provider)[f"{provider}:backup1"].last_success_at)
+    finally:
+        callbacks.detach()
+        client.close()
+    assert upstream.calls == [f"sk-{provider}-default", f"sk-{provider}-backup1"]
