@@ -27,6 +27,7 @@ from authbroker_client import (
 )
 
 from tests.broker import Broker
+from tests.servers import free_port
 
 pytestmark = pytest.mark.client
 
@@ -374,3 +375,34 @@ def test_the_buffer_is_bounded_and_keeps_the_newest(broker, provider):
         assert profiles[backup1].last_failure_at is None and profiles[backup1].last_used is None
         assert profiles[backup2].last_failure_at is None and profiles[backup2].last_success_at is not None
         assert profiles[default].last_success_at is not None
+
+
+def attempts(client, transport, call):
+    before = len(transport.sent)
+    with pytest.raises(AuthbrokerUnavailable):
+        call(client)
+    return len(transport.sent) - before
+
+
+CALLS = {
+    "select": lambda c: c.select("chat:r", "anthropic"),
+    "report without a lease": lambda c: c.report("anthropic:default", "rate_limit", session_key="chat:r"),
+    "report with its lease": lambda c: c.report("anthropic:default", "rate_limit", session_key="chat:r",
+                                                lease_id="0123456789abcdef0.sig"),
+    "reset": lambda c: c.reset("chat:r", "anthropic"),
+    "bulk reset": lambda c: c.bulk_reset(),
+    "set override": lambda c: c.set_override("chat:r", "anthropic:default"),
+}
+
+
+def test_it_retries_only_where_a_repeat_is_harmless(silent_server):
+    """Refused connections (nothing sent) are retried for every call but a leaseless report; timeouts never."""
+    refused = f"http://127.0.0.1:{free_port()}"
+    expected_refused = {"select": 2, "report without a lease": 1, "report with its lease": 2, "reset": 2,
+                        "bulk reset": 2, "set override": 2}
+    for address, expected in ((refused, expected_refused), (silent_server, dict.fromkeys(CALLS, 1))):
+        transport = CountingTransport()
+        # fail_closed: every call raises; breaker_cooldown=0: every call goes out (the breaker is not under test)
+        with Client(address, "token", timeout=0.2, connect_timeout=0.2, fail_closed=True, breaker_cooldown=0,
+                    transport=transport) as client:
+            assert {name: attempts(client, transport, call) for name, call in CALLS.items()} == expected
