@@ -14,6 +14,7 @@ import time
 from datetime import datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
+import httpx
 import pytest
 
 os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")  # never fetch the price list from the internet
@@ -280,3 +281,42 @@ def test_the_retry_is_picked_after_a_slow_failure_report_lands(broker, upstream,
         callbacks.detach()
         client.close()
     assert upstream.calls == [f"sk-{provider}-default", f"sk-{provider}-backup1"]
+
+
+@pytest.mark.parametrize(("wait", "retry_goes_to"), [(2.0, "backup1"), (0.0, "default")],
+                         ids=["waits-for-the-report", "without-the-wait-the-failed-key-again"])
+@pytest.mark.parametrize("mode", ["async", "sync"])
+def test_a_pick_waits_for_the_report_still_in_flight(broker, mode, wait, retry_goes_to):
+    """When the failure callback runs in the background, the retry's pick waits for its report to land."""
+    provider = f"inflight{mode}{int(wait)}"
+    broker.add_profiles(provider)
+    model_list = [{"model_name": "claude",
+                   "litellm_params": {"model": "openai/claude-sonnet", "api_base": "http://127.0.0.1:9/v1",
+                                      "api_key": f"sk-{name}"},
+                   "model_info": {"id": f"{provider}:{name}"}} for name in ("default", "backup1", "backup2")]
+    router = litellm.Router(model_list=model_list, num_retries=2, disable_cooldowns=True, retry_after=0)
+    client = SlowReportingClient(broker.url, broker.token, timeout=2.0)
+    strategy, callbacks = attach(router, client, report_wait_seconds=wait)
+
+    def pick(request):
+        if mode == "async":
+            return asyncio.run(strategy.async_get_available_deployment("claude", request_kwargs=request))
+        return strategy.get_available_deployment("claude", request_kwargs=request)
+
+    try:
+        request = {"metadata": {"session_key": f"agent:{provider}:1"}}
+        first = pick(request)
+        assert first["model_info"]["id"] == f"{provider}:default"
+        upstream_request = httpx.Request("POST", "http://upstream/v1/chat/completions")
+        failure = httpx.HTTPStatusError("429", request=upstream_request, response=httpx.Response(
+            429, headers={"retry-after": "30"}, text="rate limited", request=upstream_request))
+        kwargs = {"litellm_params": {"metadata": request["metadata"], "model_info": first["model_info"]},
+                  "exception": failure}
+        reporter = threading.Thread(target=callbacks.log_failure_event, args=(kwargs, None, None, None))
+        reporter.start()  # the report takes 0.4 s; the retry asks for a deployment meanwhile
+        second = pick(request)
+        reporter.join()
+    finally:
+        callbacks.detach()
+        client.close()
+    assert second["model_info"]["id"] == f"{provider}:{retry_goes_to}"

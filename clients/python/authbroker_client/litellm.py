@@ -39,15 +39,16 @@ SESSION_KEYS = ("authbroker_session_key", "session_key", "session_id")
 CALL_KEY = "authbroker_call"
 
 
-@dataclass
+@dataclass(eq=False)
 class Attempt:
-    """One pick: which profile, under which lease, for which call; `reported` is set once reported."""
+    """One pick: which profile, under which lease, for which call; `reported` is set once its report is done."""
 
     call: str
     session_key: str
     profile: str
     lease_id: str | None
     model: str | None
+    claimed: bool = False
     reported: threading.Event = field(default_factory=threading.Event)
 
 
@@ -87,20 +88,27 @@ class AttemptBook:
                     stale.reported.set()
 
     def pending(self, call):
+        """The attempts of `call` whose report has not landed yet (in flight or not even started)."""
         with self._lock:
             return [a for a in self._calls.get(call, []) if not a.reported.is_set()]
 
     def claim(self, call, profile):
-        """The oldest unreported attempt of `call` on `profile` (FIFO), removed from the book."""
+        """The oldest unclaimed attempt of `call` on `profile` (FIFO); it stays pending until `done`."""
         with self._lock:
-            attempts = self._calls.get(call, [])
-            for index, attempt in enumerate(attempts):
-                if attempt.profile == profile:
-                    del attempts[index]
-                    if not attempts:
-                        self._calls.pop(call, None)
+            for attempt in self._calls.get(call, []):
+                if attempt.profile == profile and not attempt.claimed:
+                    attempt.claimed = True
                     return attempt
         return None
+
+    def done(self, attempt):
+        with self._lock:
+            attempts = self._calls.get(attempt.call, [])
+            if attempt in attempts:
+                attempts.remove(attempt)
+                if not attempts:
+                    self._calls.pop(attempt.call, None)
+        attempt.reported.set()
 
 
 class AuthbrokerRouting(CustomRoutingStrategyBase):
@@ -232,7 +240,7 @@ class AuthbrokerCallbacks(CustomLogger):
         except Exception:  # a report must never break the user's call
             log.exception("authbroker: report for %s failed", attempt.profile)
         finally:
-            attempt.reported.set()
+            self.book.done(attempt)
 
     async def _areport(self, kwargs, success):
         attempt, fields = self._report_args(kwargs, success)
