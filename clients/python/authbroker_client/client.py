@@ -283,10 +283,7 @@ class _Core:
         params = {"provider": provider} if provider else None
         response = yield Call("DELETE", _session_path(session_key, "/override"), params=params, retry=CONNECT_ONLY)
         state = SessionState.from_json(_json(response))
-        with self.state._lock:
-            for key in [k for k in self.state._sessions if k[0] == session_key]:
-                if provider is None or key[1] == self.state.resolve(provider):
-                    del self.state._sessions[key]
+        self.state.drop_pins(session_key, provider)
         return state
 
     @staticmethod

@@ -121,7 +121,7 @@ class FailOpenState:
         self.snapshot = {}  # provider id -> ProviderSnapshot
         self.snapshot_at = None  # monotonic time of the last refresh
         self.aliases = {}
-        self._sessions = OrderedDict()  # (session_key, provider) -> (profile, source)
+        self._sessions = OrderedDict()  # session_key -> {provider: (profile, source)}, least recent first
         self._seen = {}  # profile id -> _Seen
         self._lock = threading.RLock()
 
@@ -161,7 +161,7 @@ class FailOpenState:
 
     def remember_bulk_reset(self, session_keys):
         with self._lock:
-            for key in list(session_keys) if session_keys is not None else {k for k, _ in self._sessions}:
+            for key in list(session_keys) if session_keys is not None else list(self._sessions):
                 self._drop_auto(key)
 
     def resolve(self, provider):
@@ -170,19 +170,29 @@ class FailOpenState:
 
     def _pin(self, session_key, provider, profile, source):
         with self._lock:
-            self._sessions[(session_key, provider)] = (profile, source)
-            self._sessions.move_to_end((session_key, provider))
+            self._sessions.setdefault(session_key, {})[provider] = (profile, source)
+            self._sessions.move_to_end(session_key)
             while len(self._sessions) > self.max_sessions:
                 self._sessions.popitem(last=False)
 
     def _drop_auto(self, session_key):
-        for key in [k for k in self._sessions if k[0] == session_key]:
-            if self._sessions[key][1] != "user":
-                del self._sessions[key]
+        self.drop_pins(session_key, keep_user=True)
+
+    def drop_pins(self, session_key, provider=None, keep_user=False):
+        """Forget a session's profile for `provider` (every provider by default); `keep_user` spares user pins."""
+        with self._lock:
+            pins = self._sessions.get(session_key)
+            if not pins:
+                return
+            for name in [p for p in pins if provider is None or p == self.resolve(provider)]:
+                if not (keep_user and pins[name][1] == "user"):
+                    del pins[name]
+            if not pins:
+                del self._sessions[session_key]
 
     def last_profile(self, session_key, provider):
         with self._lock:
-            return self._sessions.get((session_key, self.resolve(provider)))
+            return self._sessions.get(session_key, {}).get(self.resolve(provider))
 
     # ------------------------------------------------------------ what we saw ourselves
 
@@ -264,7 +274,7 @@ class FailOpenState:
         with self._lock:
             if new_session:
                 self._drop_auto(session_key)
-            kept = self._sessions.get((session_key, provider))
+            kept = self._sessions.get(session_key, {}).get(provider)
             if kept is not None:
                 profile, source = kept
                 until = self.unavailable_until(profile, model, now)
@@ -303,7 +313,7 @@ class FailOpenState:
             return None
         provider = provider_of(profile)
         with self._lock:
-            kept = self._sessions.get((session_key, provider))
+            kept = self._sessions.get(session_key, {}).get(provider)
             if kept is None or kept[0] != profile or kept[1] == "user":
                 return None
             now = self.now()
@@ -311,7 +321,7 @@ class FailOpenState:
                 if until is None and candidate != profile:
                     self._pin(session_key, provider, candidate, "fail_open")
                     return Failover(candidate, "auto")
-            self._sessions.pop((session_key, provider), None)
+            self.drop_pins(session_key, provider)
             return None
 
     # ------------------------------------------------------------ the buffer
