@@ -406,3 +406,43 @@ def test_it_retries_only_where_a_repeat_is_harmless(silent_server):
         with Client(address, "token", timeout=0.2, connect_timeout=0.2, fail_closed=True, breaker_cooldown=0,
                     transport=transport) as client:
             assert {name: attempts(client, transport, call) for name, call in CALLS.items()} == expected
+
+
+class AsyncCountingTransport(httpx.AsyncHTTPTransport):
+    def __init__(self, **kwargs):
+        super().__init__(**kwargs)
+        self.sent = []
+
+    async def handle_async_request(self, request):
+        self.sent.append(f"{request.method} {request.url.path}")
+        return await super().handle_async_request(request)
+
+
+def test_the_async_client_fails_open_and_replays_too(broker, provider):
+    clock = FakeMonotonic()
+    transport = AsyncCountingTransport()
+
+    async def scenario():
+        async with AsyncClient(broker.url, broker.token, timeout=2.0, monotonic=clock,
+                               transport=transport) as client:
+            first = await client.select("chat:async-outage", provider)
+            broker.kill()
+            try:
+                kept = await client.select("chat:async-outage", provider)
+                sent = len(transport.sent)
+                buffered = await client.report(first.profile, "rate_limit", session_key="chat:async-outage",
+                                               lease_id=first.lease_id)
+                moved = await client.select("chat:async-outage", provider)
+                assert len(transport.sent) == sent  # the breaker is open: nothing went out
+            finally:
+                broker.start()
+            clock.value += 5.0
+            after = await client.select("chat:async-outage", provider)
+            return first, kept, buffered, moved, after
+
+    first, kept, buffered, moved, after = asyncio.run(scenario())
+    assert (kept.profile, kept.fail_open) == (first.profile, True)
+    assert buffered.buffered and buffered.failover.profile == f"{provider}:backup1"
+    assert (moved.profile, moved.fail_open) == (f"{provider}:backup1", True)
+    assert (after.profile, after.source, after.fail_open) == (f"{provider}:backup1", "auto", False)
+    assert transport.sent[-2:] == ["POST /api/report", "POST /api/select"]
