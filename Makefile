@@ -6,14 +6,16 @@ PORT ?= 8000
 WEB_CONCURRENCY ?= 2
 STAMP := $(VENV)/.installed
 
-.PHONY: install run test lint serve worker bench bench-reset migrate clean
+.PHONY: install run test lint serve worker bench bench-reset bench-client migrate clean
 
 install: $(STAMP)
 
-$(STAMP): pyproject.toml
+$(STAMP): pyproject.toml clients/python/pyproject.toml
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --quiet -e ".[dev]"
+	# The Python client and its LiteLLM adapter (tests/test_client.py, tests/test_litellm_adapter.py).
+	$(PY) -m pip install --quiet -e "./clients/python[litellm]"
 	@touch $(STAMP)
 
 migrate: install
@@ -47,10 +49,7 @@ serve: migrate
 bench: install
 	WEB_CONCURRENCY=$(WEB_CONCURRENCY) $(PY) bench/run.py
 
-# The bulk reset of every session at scale (bench/bulk_reset.py): its own database, BENCH_SESSIONS (1000000)
-# sessions, the reset timed while threads select; prints seconds, the longest select wait, dropped and carried.
-bench-reset: install
-	$(PY) bench/bulk_reset.py
+.PHONY: install run test lint serve worker bench bench-reset bench-client migrate clean
 
 worker: install
 	$(VENV)/bin/celery -A console worker --beat --loglevel INFO
