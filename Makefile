@@ -6,7 +6,7 @@ PORT ?= 8000
 WEB_CONCURRENCY ?= 2
 STAMP := $(VENV)/.installed
 
-.PHONY: install run test lint serve worker bench migrate clean
+.PHONY: install run test lint serve worker bench migrate static clean
 
 install: $(STAMP)
 
@@ -19,7 +19,11 @@ $(STAMP): pyproject.toml
 migrate: install
 	$(PY) manage.py migrate --noinput
 
-run: migrate
+# Static files (console scripts, admin, Swagger UI) hashed and pre-compressed for whitenoise.
+static: install
+	$(PY) manage.py collectstatic --noinput --verbosity 0
+
+run: migrate static
 	$(PY) manage.py load_demo
 	@echo "authbroker on http://127.0.0.1:$(PORT)/  (API under /api/, docs at /api/docs, admin at /admin/)"
 	$(PY) manage.py run_with_scheduler 127.0.0.1:$(PORT)
@@ -32,8 +36,7 @@ lint: install
 	$(VENV)/bin/lint-imports
 	$(PY) manage.py makemigrations --check --dry-run
 
-serve: migrate
-	$(PY) manage.py collectstatic --noinput --verbosity 0
+serve: migrate static
 	rm -rf var/prometheus && mkdir -p var/prometheus  # metrics summed over workers (docs/operations.md)
 	PROMETHEUS_MULTIPROC_DIR=$(CURDIR)/var/prometheus \
 	$(VENV)/bin/gunicorn console.wsgi:application --bind 127.0.0.1:$(PORT) --workers $(WEB_CONCURRENCY) \

@@ -5,6 +5,7 @@ so a typo in production fails loudly instead of silently using a default.
 """
 
 import os
+import warnings
 from pathlib import Path
 from urllib.parse import parse_qs, unquote, urlparse
 
@@ -118,6 +119,8 @@ MIDDLEWARE = [
     "console.observability.RequestContextMiddleware",
     "console.middleware.ApiGuardMiddleware",
     "django.middleware.security.SecurityMiddleware",
+    # Static files (the console's scripts, the admin, Swagger UI) in every mode: runserver without DEBUG and gunicorn.
+    "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
@@ -176,7 +179,17 @@ USE_I18N = True
 USE_TZ = True
 
 STATIC_URL = "static/"
-STATIC_ROOT = BASE_DIR / "var" / "static"
+STATIC_ROOT = Path(env_str("STATIC_ROOT") or BASE_DIR / "var" / "static")
+# whitenoise serves /static/: after `collectstatic` (make run, make serve) the files carry a content hash in
+# their names, are stored pre-compressed (gzip) and are cached for a year; before it (tests, a bare
+# runserver) they are served straight from the apps, uncompressed, with a short cache.
+STORAGES = {
+    "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
+    "staticfiles": {"BACKEND": "console.staticfiles.StaticStorage"},
+}
+WHITENOISE_USE_FINDERS = True
+# Before the first collectstatic there is no STATIC_ROOT yet; the finders serve everything, so say nothing.
+warnings.filterwarnings("ignore", message="No directory at")
 LOGIN_URL = "/console/login/"
 LOGIN_REDIRECT_URL = "/console/"
 

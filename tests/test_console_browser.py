@@ -185,3 +185,20 @@ def test_it_reads_well_on_a_phone(browser, live_server, stranded):
         assert overflow <= 0, f"{name} scrolls sideways by {overflow}px"
         assert SECRET not in page.content()
     assert AuthProfile.objects.count() == 3
+
+
+def test_it_renders_the_api_docs_with_every_operation(browser, live_server, transactional_db):
+    """/api/docs draws Swagger UI from the server's own static files and lists the operations."""
+    for width, height, suffix in ((1440, 900, ""), (390, 844, "-phone")):
+        page = browser.new_page(viewport={"width": width, "height": height})
+        failed = []
+        page.on("response", lambda r, failed=failed: r.status >= 400 and failed.append(r.url))
+        page.goto(f"{live_server.url}/api/docs")
+        page.wait_for_selector(".opblock", timeout=15000)
+        listed = page.locator(".opblock-summary-path").all_inner_texts()
+        shoot(page, f"api-docs{suffix}")
+        assert not failed, failed
+        assert any("/api/select" in text for text in listed)
+        assert any("/api/report" in text for text in listed)
+        assert len(listed) >= 15
+        page.close()
