@@ -1,4 +1,5 @@
 from django import template
+from django.urls import reverse
 from django.utils import timezone
 from django.utils.html import format_html
 from django.utils.safestring import mark_safe
@@ -31,3 +32,12 @@ def countdown(until, now=None):
     left = f"{hours}h {minutes:02d}m {secs:02d}s" if hours else f"{minutes}m {secs:02d}s"
     return format_html('<span class="countdown" data-until="{}" data-now="{}">{} left</span>',
                        until.isoformat(), now.isoformat(), left)
+
+
+@register.simple_tag
+def profile_link(profile_id):
+    """A profile id that opens the profile's page; '—' when empty."""
+    if not profile_id:
+        return mark_safe('<span class="muted">—</span>')
+    return format_html('<a class="mono profile-link" href="{}">{}</a>', reverse("console:profile", args=[profile_id]),
+                       profile_id)

@@ -79,7 +79,7 @@ class SessionFilterForm(forms.Form):
         ("", "any"), (OverrideSource.AUTO, "auto (failover)"), (OverrideSource.USER, "user"), ("none", "none"),
     ])
     profile = forms.ChoiceField(required=False, label="Pinned to or on")
-    unavailable = forms.BooleanField(required=False, label="Pinned to an unavailable profile")
+    unavailable = forms.BooleanField(required=False, label="On an unavailable profile (pin or last selected)")
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
