@@ -1,0 +1,107 @@
+# ruff: noqa: F811 (the console fixtures are imported from test_console_views and named as parameters)
+"""The console's newer pages: a profile's page, the charts, the 404/403 pages, and the live parts."""
+
+import re
+
+from profiles import services as profile_services
+from profiles.models import AuthProfile, Event
+from tests.conftest import T0
+from tests.helpers import report, select
+from tests.test_console_views import (  # noqa: F401
+    alice,
+    console,
+    failover,
+    fast_passwords,
+    outsider,
+)
+
+KEY = "agent:main:telegram:dm:42"
+
+
+def html(response):
+    assert response.status_code == 200, response.status_code
+    return response.content.decode()
+
+
+# ---------------------------------------------------------------- a profile's page
+
+
+def test_it_keeps_a_profile_page_to_staff(client, outsider, anthropic):
+    """Anonymous visitors go to the login; a user who is not staff gets the console's 403 page."""
+    response = client.get("/console/profiles/anthropic:default/")
+    assert response.status_code == 302 and response["Location"].startswith("/console/login/")
+    denied = outsider.get("/console/profiles/anthropic:default/")
+    assert denied.status_code == 403 and b"the console is for staff" in denied.content
+    assert b'href="/console/"' in denied.content
+
+
+def test_it_answers_an_unknown_profile_with_the_consoles_404(console):
+    response = console.get("/console/profiles/anthropic:nope/")
+    assert response.status_code == 404
+    page = response.content.decode()
+    assert "Not found" in page and 'href="/console/sessions/"' in page  # the console's navigation, a way back
+
+
+def test_it_shows_a_cooling_profile_with_its_window_sessions_and_timeline(failover, console):
+    """The default key hit a rate limit: its page says cooling until when and why, lists KEY's history on it,
+    and the cooldown_started event is the newest in its timeline."""
+    page = html(console.get("/console/profiles/anthropic:default/"))
+    assert 'data-state="cooling"' in page and "rate_limit" in page
+    assert re.search(r'<li data-kind="cooldown_started">.*?429 from upstream', page, re.S)
+    timeline = re.findall(r'<li data-kind="([a-z_]+)"', page)
+    assert timeline[0] == "cooldown_started" and "profile_created" in timeline
+    assert 'data-session="agent:main:telegram:dm:42"' not in page  # KEY left it: pinned to and given backup1
+    backup1 = html(console.get("/console/profiles/anthropic:backup1/"))
+    assert 'data-session="agent:main:telegram:dm:42"' in backup1 and "pin-auto" in backup1
+
+
+def test_it_shows_who_switched_a_profile_off_and_why(anthropic, console):
+    profile_services.disable_profile("anthropic:backup2", T0, "operator:carol", "ticket 88: key leaked in a log")
+    page = html(console.get("/console/profiles/anthropic:backup2/"))
+    switched = page.split('class="switched-off"')[1].split("</dd>")[0]
+    assert "operator:carol" in switched and "ticket 88: key leaked in a log" in switched
+    assert "Switch on" in page and "Switch off" not in page
+
+
+def test_it_lists_per_model_cooldowns_and_offers_to_clear_only_those(anthropic, api, console):
+    """An available profile with one cooling model: the page lists the model; the action says what it clears."""
+    report(api, "anthropic:backup1", "rate_limit", model="claude-sonnet-4-5")
+    page = html(console.get("/console/profiles/anthropic:backup1/"))
+    assert 'data-state="available"' in page and 'data-model="claude-sonnet-4-5"' in page
+    assert "Clear model cooldowns" in page and ">Clear cooldown<" not in page
+
+
+def test_it_offers_ending_a_billing_disablement_not_a_second_switch_on(anthropic, api, console):
+    report(api, "anthropic:backup1", "billing")
+    page = html(console.get("/console/profiles/anthropic:backup1/"))
+    assert 'data-state="disabled"' in page
+    assert "End disablement" in page and "Switch off" in page and ">Switch on<" not in page
+
+
+def test_it_links_every_profile_id_in_the_console_to_its_page(failover, console):
+    link = 'href="/console/profiles/anthropic:backup1/"'
+    for path in ("/console/", "/console/sessions/", f"/console/sessions/{KEY}/", "/console/events/"):
+        assert link in html(console.get(path)), path
+
+
+def test_it_writes_nothing_when_a_profile_page_is_read(failover, console):
+    before = (Event.objects.count(), list(AuthProfile.objects.order_by("pk").values()))
+    console.get("/console/profiles/anthropic:default/")
+    assert (Event.objects.count(), list(AuthProfile.objects.order_by("pk").values())) == before
+
+
+def test_it_sends_the_live_part_of_each_page_for_htmx(failover, console):
+    """The board, a session and a profile each carry a polling region and load htmx from the server's static files."""
+    for path in ("/console/", f"/console/sessions/{KEY}/", "/console/profiles/anthropic:default/",
+                 "/console/sessions/"):
+        page = html(console.get(path))
+        assert re.search(r'id="live"[^>]*hx-get="[^"]+"[^>]*hx-trigger="every 5s', page), path
+        assert re.search(r'<script src="/static/console/htmx(\.[0-9a-f]{12})?\.min\.js">', page), path
+
+
+def test_it_selects_the_first_profile_again_once_the_board_says_available(failover, api, console, clock):
+    """What the board shows after the cooldown ends is what select does: the live refresh shows the truth."""
+    clock.shift(3600)
+    page = html(console.get("/console/"))
+    assert 'data-profile="anthropic:default" data-state="available"' in page
+    assert select(api, session_key="agent:new:1")["profile"] == "anthropic:default"
