@@ -105,3 +105,41 @@ def test_it_selects_the_first_profile_again_once_the_board_says_available(failov
     page = html(console.get("/console/"))
     assert 'data-profile="anthropic:default" data-state="available"' in page
     assert select(api, session_key="agent:new:1")["profile"] == "anthropic:default"
+
+
+# ---------------------------------------------------------------- over time
+
+
+def test_it_charts_failovers_by_the_profile_that_caused_them(failover, api, console, clock):  # the audit log's counts
+    """Two failovers off the default in the last hour, one cooldown on backup1: the table and the bars say so."""
+    clock.shift(600)  # the default's 1-minute cooldown is over; a new session lands on it and fails over again
+    select(api, session_key="agent:main:telegram:dm:7")
+    report(api, "anthropic:default", "timeout", session_key="agent:main:telegram:dm:7")
+    report(api, "anthropic:backup1", "rate_limit")
+    page = html(console.get("/console/charts/", {"window": "hour"}))
+    row = page.split('<tr data-profile="anthropic:default">')[1].split("</tr>")[0]
+    assert '<td data-label="Failovers" class="failovers">2</td>' in row
+    failovers = page.split('data-chart="failovers"')[1].split("</section>")[0]
+    assert re.search(r'data-chart="failovers" data-total="2"', page)
+    assert re.search(r'data-chart="cooldowns" data-total="3"', page)  # default twice, backup1 once
+    outcomes = page.split('data-chart="outcomes"')[1].split("</section>")[0]
+    assert "rate_limit</span> 2" in outcomes and "timeout</span> 1" in outcomes
+    assert "<title>anthropic:default: 1 at" in failovers
+
+
+def test_it_leaves_events_older_than_the_window_out(failover, console, clock):
+    clock.shift(2 * 3600)
+    page = html(console.get("/console/charts/", {"window": "hour"}))
+    assert re.search(r'data-chart="failovers" data-total="0"', page)
+    assert re.search(r'data-chart="failovers" data-total="1"', html(console.get("/console/charts/?window=day")))
+
+
+def test_it_answers_an_unknown_window_once_with_400(failover, console):
+    response = console.get("/console/charts/", {"window": "year"})
+    assert response.status_code == 400
+    assert response.content.decode().count("Unknown window") == 1
+
+
+def test_it_keeps_the_charts_to_staff(client, outsider):
+    assert client.get("/console/charts/").status_code == 302
+    assert outsider.get("/console/charts/").status_code == 403

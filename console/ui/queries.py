@@ -6,8 +6,8 @@ Reads only; the rules they mirror live in `profiles.rules` (availability) and ar
 from collections import defaultdict
 from datetime import timedelta
 
-from django.db.models import Count, Q
-from django.db.models.functions import TruncHour, TruncMinute
+from django.db.models import Case, CharField, Count, Q, Value, When
+from django.db.models.functions import StrIndex, Substr, TruncHour, TruncMinute
 
 from console.ui.display import pinned_to_unavailable
 from profiles.models import Event, EventKind
@@ -65,18 +65,25 @@ WINDOWS = {
     "week": (timedelta(days=7), TruncHour, timedelta(hours=6)),
 }
 CHART_KINDS = (EventKind.OVERRIDE_SET, EventKind.COOLDOWN_STARTED, EventKind.DISABLED)
+FAILOVER_PREFIX = "failover: "  # how the services word a failover pin's reason: "failover: <profile> <why>"
+_after_prefix = Substr("reason", len(FAILOVER_PREFIX) + 1)
+FAILED_PROFILE = Case(
+    When(kind=EventKind.OVERRIDE_SET, source="auto", reason__startswith=FAILOVER_PREFIX,
+         then=Substr(_after_prefix, 1, StrIndex(_after_prefix, Value(" ")) - 1)),
+    default=Value(""), output_field=CharField(),
+)
 
 
 def chart_rows(since, trunc):
     """Event counts since `since` grouped by (bucket, kind, source, profile, failed profile, outcome).
 
-    One scan of the window through the (kind, at) index. A failover is an `auto` override_set: its `before`
+    One scan of the window through the (kind, at) index. A failover is an `auto` override_set whose reason
     names the profile the session left, the one that caused it. A failure report that took a profile out
     (cooldown_started, disabled by the gateway) names its outcome in the window's reason.
     """
     return (Event.objects.filter(at__gte=since, kind__in=CHART_KINDS)
-            .annotate(bucket=trunc("at"))
-            .values("bucket", "kind", "source", "profile_id", "before__profile", "after__cooldown_reason",
+            .annotate(bucket=trunc("at"), failed_profile=FAILED_PROFILE)
+            .values("bucket", "kind", "source", "profile_id", "failed_profile", "after__cooldown_reason",
                     "after__disabled_reason")
             .annotate(n=Count("id"))
             .order_by())

@@ -24,5 +24,6 @@ urlpatterns = [
     path("sessions/<str:session_key>/override/", actions.SetOverride.as_view(), name="set-override"),
     path("sessions/<str:session_key>/clear-override/", actions.ClearOverride.as_view(), name="clear-override"),
     path("events/", views.events, name="events"),
+    path("charts/", views.over_time, name="charts"),
     path("events.csv", views.events_csv, name="events-csv"),
 ]

@@ -14,7 +14,7 @@ from django.http import Http404, StreamingHttpResponse
 from django.shortcuts import render
 from django.utils import timezone
 
-from console.ui import queries
+from console.ui import charts, queries
 from console.ui.decorators import staff_required
 from console.ui.display import human_time, model_cooldown_status, profile_status
 from console.ui.forms import EventFilterForm, OverrideForm, SessionFilterForm
@@ -165,6 +165,23 @@ def profile_detail(request, profile_id):
         "is_last_good": profile.provider.last_good_id == profile.id,
         "now": now,
         "nav": "providers",
+    })
+
+
+# ---------------------------------------------------------------- over time
+
+
+@staff_required
+def over_time(request):
+    window = request.GET.get("window", "hour")
+    if window not in queries.WINDOWS:
+        return render(request, "console/charts.html", {
+            "error": f"Unknown window {window[:20]!r}: choose hour, day or week.", "windows": list(queries.WINDOWS),
+            "window": "hour", "nav": "charts",
+        }, status=400)
+    now = timezone.now()
+    return render(request, "console/charts.html", {
+        **charts.build(now, window), "window": window, "windows": list(queries.WINDOWS), "now": now, "nav": "charts",
     })
 
 
