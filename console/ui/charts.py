@@ -6,6 +6,7 @@ buckets and lays out stacked bars as SVG geometry, so the page needs no charting
 
 from collections import defaultdict
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 
 from console.ui import queries
 from profiles.models import EventKind
@@ -26,17 +27,27 @@ class Chart:
 
 
 def window_start(now, window):
-    """The first bucket's start: buckets are aligned to their length, the last one holds `now`."""
-    length, _, step = queries.WINDOWS[window]
+    """The first bar's start: bars are aligned to their length (in UTC), the last one holds `now`."""
+    length, step, *_ = queries.WINDOWS[window]
     epoch = now.timestamp()
     last = epoch - epoch % step.total_seconds()
     count = int(length / step)
-    return now.fromtimestamp(last, tz=now.tzinfo) - step * (count - 1), step, count
+    return datetime.fromtimestamp(last, tz=UTC) - step * (count - 1), step, count
+
+
+def _index(row, start, step, window):
+    """Which bar a grouped row belongs to."""
+    bucket = row["bucket"]
+    if not isinstance(bucket, datetime):  # a date (the week's bars)
+        bucket = datetime(bucket.year, bucket.month, bucket.day, tzinfo=UTC)
+    part = row.get("part")
+    if part is not None:
+        bucket += step * int(part)
+    return int((bucket - start) / step)
 
 
 def build(now, window):
     start, step, count = window_start(now, window)
-    _, trunc, _ = queries.WINDOWS[window]
     failovers = Chart("Failovers, by the profile that failed", "failovers",
                       "a session moved off the profile by failover (an auto pin set)")
     cooldowns = Chart("Cooldowns started, by profile", "cooldowns", "whole-profile and per-model cooldowns")
@@ -44,23 +55,26 @@ def build(now, window):
                      "reports that started a cooldown or a disablement")
     pins = Chart("Pins set, by source", "pins", "auto: set by failover; user: set by a person")
     per_profile = defaultdict(lambda: {"failovers": 0, "cooldowns": 0, "disabled": 0})
-    for row in queries.chart_rows(start, trunc):
-        index = int((row["bucket"] - start) / step)
+    by_subject, by_outcome = queries.chart_rows(start, window)
+    for row in by_subject:
+        index = _index(row, start, step, window)
         if not 0 <= index < count:
             continue
-        n = row["n"]
+        n, subject = row["n"], row["subject"]
         if row["kind"] == EventKind.OVERRIDE_SET:
             pins.series[row["source"] or "unknown"][index] += n
-            if row["failed_profile"]:
-                failovers.series[row["failed_profile"]][index] += n
-                per_profile[row["failed_profile"]]["failovers"] += n
+            if row["source"] == "auto" and subject:
+                failovers.series[subject][index] += n
+                per_profile[subject]["failovers"] += n
         elif row["kind"] == EventKind.COOLDOWN_STARTED:
-            cooldowns.series[row["profile_id"]][index] += n
-            outcomes.series[row["after__cooldown_reason"] or "unknown"][index] += n
-            per_profile[row["profile_id"]]["cooldowns"] += n
+            cooldowns.series[subject][index] += n
+            per_profile[subject]["cooldowns"] += n
         elif row["kind"] == EventKind.DISABLED and row["source"] != "operator":
-            outcomes.series[row["after__disabled_reason"] or "unknown"][index] += n
-            per_profile[row["profile_id"]]["disabled"] += n
+            per_profile[subject]["disabled"] += n
+    for row in by_outcome:
+        index = _index(row, start, step, window)
+        if 0 <= index < count and row["source"] != "operator":
+            outcomes.series[row["outcome"] or "unknown"][index] += row["n"]
     ticks = [start + step * i for i in range(count)]
     charts = [_layout(chart, ticks, window) for chart in (failovers, cooldowns, outcomes, pins)]
     table = sorted(per_profile.items(), key=lambda item: (-item[1]["failovers"], item[0]))

@@ -7,7 +7,14 @@ from collections import defaultdict
 from datetime import timedelta
 
 from django.db.models import Case, CharField, Count, Q, Value, When
-from django.db.models.functions import StrIndex, Substr, TruncHour, TruncMinute
+from django.db.models.functions import (
+    ExtractHour,
+    ExtractMinute,
+    StrIndex,
+    Substr,
+    TruncDate,
+    TruncHour,
+)
 
 from console.ui.display import pinned_to_unavailable
 from profiles.models import Event, EventKind
@@ -58,32 +65,52 @@ def profile_timeline(profile_id, limit):
 
 # ---------------------------------------------------------------- charts over time
 
-# (window name, its length, the bucket the database truncates to, buckets folded into one bar)
+# window name -> (its length, one bar's length, the database's bucket: a truncation plus, inside it, a part
+# of an hour or day divided into bars). Bars are folded in the database, so a week is 28 groups, not 168.
 WINDOWS = {
-    "hour": (timedelta(hours=1), TruncMinute, timedelta(minutes=5)),
-    "day": (timedelta(days=1), TruncHour, timedelta(hours=1)),
-    "week": (timedelta(days=7), TruncHour, timedelta(hours=6)),
+    "hour": (timedelta(hours=1), timedelta(minutes=5), TruncHour, ExtractMinute, 5),
+    "day": (timedelta(days=1), timedelta(hours=1), TruncHour, None, 1),
+    "week": (timedelta(days=7), timedelta(hours=6), TruncDate, ExtractHour, 6),
 }
 CHART_KINDS = (EventKind.OVERRIDE_SET, EventKind.COOLDOWN_STARTED, EventKind.DISABLED)
 FAILOVER_PREFIX = "failover: "  # how the services word a failover pin's reason: "failover: <profile> <why>"
 _after_prefix = Substr("reason", len(FAILOVER_PREFIX) + 1)
-FAILED_PROFILE = Case(
+# The profile a row counts against: for a failover the one the session left, otherwise the event's own.
+SUBJECT = Case(
     When(kind=EventKind.OVERRIDE_SET, source="auto", reason__startswith=FAILOVER_PREFIX,
          then=Substr(_after_prefix, 1, StrIndex(_after_prefix, Value(" ")) - 1)),
-    default=Value(""), output_field=CharField(),
+    When(kind=EventKind.OVERRIDE_SET, then=Value("")),
+    default="profile_id", output_field=CharField(),
+)
+# A failure report that took a profile out words the window's reason "<outcome>" or "<outcome>: <detail>".
+OUTCOME_KINDS = (EventKind.COOLDOWN_STARTED, EventKind.DISABLED)
+OUTCOME = Case(
+    When(reason__contains=":", then=Substr("reason", 1, StrIndex("reason", Value(":")) - 1)),
+    default="reason", output_field=CharField(),
 )
 
 
-def chart_rows(since, trunc):
-    """Event counts since `since` grouped by (bucket, kind, source, profile, failed profile, outcome).
+def _buckets(window):
+    _, _, trunc, part, size = WINDOWS[window]
+    fields = {"bucket": trunc("at")}
+    if part:
+        fields["part"] = part("at") / Value(size)
+    return fields
 
-    One scan of the window through the (kind, at) index. A failover is an `auto` override_set whose reason
-    names the profile the session left, the one that caused it. A failure report that took a profile out
-    (cooldown_started, disabled by the gateway) names its outcome in the window's reason.
+
+def chart_rows(since, window):
+    """Event counts since `since` per bar (`bucket` and `part`) and kind, in two grouped scans of the window
+    through the `event_kind_at` index (only its columns are read, so PostgreSQL may answer from the index):
+
+    - by the profile counted against (`subject`) and source: for a failover (an `auto` override_set) the
+      profile the session left, named first in its reason; otherwise the event's own profile;
+    - by outcome, for the failure reports that took a profile out (cooldown_started, and disabled by the
+      gateway): named first in the window's reason.
     """
-    return (Event.objects.filter(at__gte=since, kind__in=CHART_KINDS)
-            .annotate(bucket=trunc("at"), failed_profile=FAILED_PROFILE)
-            .values("bucket", "kind", "source", "profile_id", "failed_profile", "after__cooldown_reason",
-                    "after__disabled_reason")
-            .annotate(n=Count("id"))
-            .order_by())
+    buckets = _buckets(window)
+    keys = ["kind", "source", *buckets]
+    events = Event.objects.filter(at__gte=since, kind__in=CHART_KINDS).annotate(**buckets)
+    by_subject = events.annotate(subject=SUBJECT).values(*keys, "subject").annotate(n=Count("id")).order_by()
+    by_outcome = (events.filter(kind__in=OUTCOME_KINDS).annotate(outcome=OUTCOME).values(*keys, "outcome")
+                  .annotate(n=Count("id")).order_by())
+    return list(by_subject), list(by_outcome)
