@@ -3,8 +3,11 @@
 
 import re
 
+import pytest
+from django.test import Client
+
 from profiles import services as profile_services
-from profiles.models import AuthProfile, Event
+from profiles.models import AuthProfile, Event, Provider, ProviderAlias
 from tests.conftest import T0
 from tests.helpers import report, select
 from tests.test_console_views import (  # noqa: F401
@@ -143,3 +146,75 @@ def test_it_answers_an_unknown_window_once_with_400(failover, console):
 def test_it_keeps_the_charts_to_staff(client, outsider):
     assert client.get("/console/charts/").status_code == 302
     assert outsider.get("/console/charts/").status_code == 403
+
+
+# ---------------------------------------------------------------- provider settings
+
+
+SETTINGS = {"cooldown_ladder_seconds": "30, 120s, 600", "track_failures": "on", "aliases": "claude, Anthropic-AI",
+            "reason": "ticket 12: shorter ladder for the trial"}
+
+
+def test_it_changes_a_providers_ladder_tracking_and_aliases_with_a_reason(anthropic, console):
+    response = console.post("/console/providers/anthropic/settings/", SETTINGS)
+    assert response.status_code == 302 and response["Location"] == "/console/providers/anthropic/"
+    provider = Provider.objects.get(pk="anthropic")
+    assert provider.cooldown_ladder_seconds == [30, 120, 600] and provider.track_failures is True
+    assert sorted(provider.aliases.values_list("alias", flat=True)) == ["anthropic-ai", "claude"]
+    event = Event.objects.latest("id")
+    assert (event.kind, event.actor, event.reason) == ("provider_changed", "operator:alice", SETTINGS["reason"])
+    assert event.after["cooldown_ladder_seconds"] == [30, 120, 600]
+    page = html(console.get("/console/providers/anthropic/"))
+    assert 'value="30, 120, 600"' in page and 'for="id_cooldown_ladder_seconds"' in page
+
+
+def test_it_switches_failure_tracking_off(anthropic, console):
+    console.post("/console/providers/anthropic/settings/", {**SETTINGS, "track_failures": ""})
+    assert Provider.objects.get(pk="anthropic").track_failures is False
+
+
+@pytest.mark.parametrize("change", [
+    {"cooldown_ladder_seconds": "soon"},
+    {"cooldown_ladder_seconds": "60, -5"},
+    {"cooldown_ladder_seconds": ""},
+    {"reason": ""},
+    {"aliases": "not a slug!"},
+])
+def test_it_refuses_bad_provider_settings_once_and_changes_nothing(anthropic, console, change):
+    before = (list(Provider.objects.values()), list(ProviderAlias.objects.values()), Event.objects.count())
+    response = console.post("/console/providers/anthropic/settings/", {**SETTINGS, **change})
+    assert response.status_code == 400
+    page = response.content.decode()
+    assert page.count("Nothing changed") == 1
+    assert (list(Provider.objects.values()), list(ProviderAlias.objects.values()), Event.objects.count()) == before
+
+
+def test_it_refuses_an_alias_that_names_another_provider(anthropic, console):
+    profile_services.create_profile("openai:work", "api_key", "sk-openai-work-0123456789", T0, "test")
+    response = console.post("/console/providers/anthropic/settings/", {**SETTINGS, "aliases": "openai"})
+    assert response.status_code == 400 and "aliases already name another provider" in response.content.decode()
+    assert not ProviderAlias.objects.exists()
+
+
+def test_it_needs_the_csrf_token_for_provider_settings(anthropic, alice):
+    client = Client(enforce_csrf_checks=True)
+    client.force_login(alice)
+    assert client.post("/console/providers/anthropic/settings/", SETTINGS).status_code == 403
+    assert Provider.objects.get(pk="anthropic").cooldown_ladder_seconds == [60, 300, 1500, 3600]
+
+
+def test_it_keeps_provider_settings_to_staff(anthropic, client, outsider):
+    assert client.post("/console/providers/anthropic/settings/", SETTINGS).status_code == 302
+    assert outsider.post("/console/providers/anthropic/settings/", SETTINGS).status_code == 403
+    assert not Event.objects.filter(kind="provider_changed").exists()
+
+
+def test_it_numbers_the_order_form_from_zero(anthropic, console):
+    page = html(console.get("/console/providers/anthropic/"))
+    assert re.search(r'name="pos:anthropic:default" value="0"', page)
+    assert 'for="id_pos:anthropic:default"' in page
+    response = console.post("/console/providers/anthropic/order/", {
+        "pos:anthropic:default": 2, "pos:anthropic:backup1": 0, "pos:anthropic:backup2": 1, "reason": "r"})
+    assert response.status_code == 302
+    assert list(AuthProfile.objects.order_by("position").values_list("id", "position")) == [
+        ("anthropic:backup1", 0), ("anthropic:backup2", 1), ("anthropic:default", 2)]

@@ -77,7 +77,7 @@ def body(response):
 
 
 def order_data(profiles_in_order, reason="new order"):
-    return {**{f"pos:{pid}": n for n, pid in enumerate(profiles_in_order, start=1)}, "reason": reason}
+    return {**{f"pos:{pid}": n for n, pid in enumerate(profiles_in_order)}, "reason": reason}
 
 
 PAGES = [
@@ -440,7 +440,8 @@ def test_it_asks_to_confirm_destructive_actions(failover, console, name, args, d
     before = state()
     response = console.post(reverse(name, args=args), data)
     assert response.status_code == 400
-    assert any("confirm" in m for m in messages_of(response))
+    assert messages_of(response) == ["Nothing changed: see the form below."]
+    assert response.content.decode().count("Tick the box to confirm.") == 1  # said once, beside the box
     assert state() == before
 
 

@@ -18,8 +18,9 @@ def stamp(value, now=None):
         relative = "just now"
     else:
         relative = f"{timesince(value, now)} ago" if value <= now else f"in {timeuntil(value, now)}"
-    return format_html('<time datetime="{}" title="{}">{}</time> <span class="rel">{}</span>',
-                       value.isoformat(), relative, timezone.localtime(value).strftime("%Y-%m-%d %H:%M:%S"), relative)
+    exact = timezone.localtime(value).strftime("%Y-%m-%d %H:%M:%S")
+    return format_html('<time datetime="{}" title="{} UTC ({})">{}</time> <span class="rel">{}</span>',
+                       value.isoformat(), exact, relative, exact, relative)
 
 
 @register.simple_tag

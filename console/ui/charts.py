@@ -11,6 +11,7 @@ from datetime import UTC, datetime
 from console.ui import queries
 from profiles.models import EventKind
 
+STEP_NAMES = {"hour": "5 minutes", "day": "an hour", "week": "6 hours"}
 PALETTE = ["#3b82f6", "#f59e0b", "#10b981", "#ef4444", "#8b5cf6", "#14b8a6", "#ec4899", "#84cc16", "#64748b"]
 WIDTH, HEIGHT, LEFT, BOTTOM, TOP = 600, 200, 34, 22, 8
 
@@ -78,7 +79,7 @@ def build(now, window):
     ticks = [start + step * i for i in range(count)]
     charts = [_layout(chart, ticks, window) for chart in (failovers, cooldowns, outcomes, pins)]
     table = sorted(per_profile.items(), key=lambda item: (-item[1]["failovers"], item[0]))
-    return {"charts": charts, "per_profile": table, "start": start, "step": step}
+    return {"charts": charts, "per_profile": table, "start": start, "step": STEP_NAMES[window]}
 
 
 def _layout(chart, ticks, window):

@@ -15,6 +15,7 @@ urlpatterns = [
     path("providers/<str:provider_id>/", actions.ProviderPage.as_view(), name="provider"),
     path("providers/<str:provider_id>/strategy/", actions.ChangeStrategy.as_view(), name="provider-strategy"),
     path("providers/<str:provider_id>/order/", actions.Reorder.as_view(), name="provider-order"),
+    path("providers/<str:provider_id>/settings/", actions.ChangeSettings.as_view(), name="provider-settings"),
     path("profiles/<str:profile_id>/", views.profile_detail, name="profile"),
     path("profiles/<str:profile_id>/clear-cooldown/", actions.ClearCooldown.as_view(), name="clear-cooldown"),
     path("profiles/<str:profile_id>/disable/", actions.DisableProfile.as_view(), name="disable"),
