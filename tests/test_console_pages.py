@@ -218,3 +218,16 @@ def test_it_numbers_the_order_form_from_zero(anthropic, console):
     assert response.status_code == 302
     assert list(AuthProfile.objects.order_by("position").values_list("id", "position")) == [
         ("anthropic:backup1", 0), ("anthropic:backup2", 1), ("anthropic:default", 2)]
+
+
+def test_it_wraps_session_keys_at_their_colons_only(failover, console):
+    page = html(console.get(f"/console/sessions/{KEY}/"))
+    assert '<h1 class="mono break">agent:<wbr>main:<wbr>telegram:<wbr>dm:<wbr>42</h1>' in page
+
+
+def test_it_says_when_an_auto_pin_ended_without_calling_it_cleared(failover, api, console):
+    """A boundary drops the auto pin: the session list says the pin ended, not that the gateway cleared it."""
+    api.post(f"/api/sessions/{KEY}/reset", {"provider": "anthropic"}, format="json")
+    page = html(console.get("/console/sessions/"))
+    row = page.split(f'data-session="{KEY}"')[1].split("</tr>")[0]
+    assert "the last pin ended" in row and "last cleared by" not in row

@@ -1,7 +1,7 @@
 from django import template
 from django.urls import reverse
 from django.utils import timezone
-from django.utils.html import format_html
+from django.utils.html import conditional_escape, format_html
 from django.utils.safestring import mark_safe
 from django.utils.timesince import timesince, timeuntil
 
@@ -42,3 +42,11 @@ def profile_link(profile_id):
         return mark_safe('<span class="muted">—</span>')
     return format_html('<a class="mono profile-link" href="{}">{}</a>', reverse("console:profile", args=[profile_id]),
                        profile_id)
+
+
+@register.filter
+def key_breaks(value):
+    """A session key or id that wraps at its `:` separators, not in the middle of a part."""
+    if not value:
+        return value
+    return mark_safe(":<wbr>".join(conditional_escape(part) for part in str(value).split(":")))
