@@ -2,7 +2,8 @@
 
 Creates its own PostgreSQL database (BENCH_CHARTS_DB, default `authbroker_bench_charts`, dropped and created
 afresh, dropped at the end unless BENCH_KEEP_DB=1), migrates it, writes BENCH_EVENTS events (default
-2,000,000) spread over the last eight days inside PostgreSQL, and times the page's query and layout
+2,000,000) of every kind spread over the last eight days inside PostgreSQL, plus the BENCH_RESET_EVENTS
+(default 1,000,000) override_dropped rows one bulk reset writes three days ago, and times the page's query and layout
 (`console.ui.charts.build`) for the last hour, day and week: with the `event_kind_at` index, then without it.
 Prints one line per run and, last, one JSON object with every figure (milliseconds, median of BENCH_REPEAT
 runs). Any error stops it with a traceback, never a figure.
@@ -21,6 +22,8 @@ sys.path.insert(0, str(ROOT))
 PG = os.environ.get("BENCH_PG", "postgres://postgres@127.0.0.1:5432").rstrip("/")
 DB_NAME = os.environ.get("BENCH_CHARTS_DB", "authbroker_bench_charts")
 EVENTS = int(os.environ.get("BENCH_EVENTS", "2000000"))
+# A bulk reset of every session writes one override_dropped per auto pin in one go: rows the charts never read.
+RESET_EVENTS = int(os.environ.get("BENCH_RESET_EVENTS", "1000000"))
 PROFILES = int(os.environ.get("BENCH_PROFILES", "50"))
 REPEAT = int(os.environ.get("BENCH_REPEAT", "5"))
 KEEP_DB = os.environ.get("BENCH_KEEP_DB", "") not in ("", "0")
@@ -59,6 +62,14 @@ def generate(connection):
             FROM generate_series(1, {EVENTS}) AS g
             CROSS JOIN LATERAL (SELECT ({kinds})[1 + (g * 31 + (g / 7)) % {len(KINDS)}] AS kind) AS k
         """)
+        cursor.execute(f"""
+            INSERT INTO sessions_app_event (at, kind, actor, reason, source, session_key, profile_id, provider_id,
+                                            model, before, after)
+            SELECT now() - interval '3 days' + (g * interval '1 millisecond'), 'override_dropped', 'token:ops',
+                   'restart', 'auto', 'agent:main:telegram:dm:' || g, 'anthropic:key' || (g % {PROFILES}),
+                   'anthropic', '', '{{}}'::jsonb, '{{}}'::jsonb
+            FROM generate_series(1, {RESET_EVENTS}) AS g
+        """)
         cursor.execute("VACUUM ANALYZE sessions_app_event")
 
 
@@ -87,12 +98,12 @@ def main():
 
     from console.ui import charts
 
-    figures = {"events": EVENTS, "profiles": PROFILES}
+    figures = {"events": EVENTS, "reset_events": RESET_EVENTS, "profiles": PROFILES}
     try:
         call_command("migrate", verbosity=0)
         started = time.perf_counter()
         generate(connection)
-        print(f"generated {EVENTS} events in {time.perf_counter() - started:.1f} s")
+        print(f"generated {EVENTS} events and a bulk reset's {RESET_EVENTS} in {time.perf_counter() - started:.1f} s")
         now = timezone.now()
         for label in ("with_index", "without_index"):
             if label == "without_index":
