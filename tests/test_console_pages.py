@@ -231,3 +231,12 @@ def test_it_says_when_an_auto_pin_ended_without_calling_it_cleared(failover, api
     page = html(console.get("/console/sessions/"))
     row = page.split(f'data-session="{KEY}"')[1].split("</tr>")[0]
     assert "the last pin ended" in row and "last cleared by" not in row
+
+
+def test_it_keeps_the_sessions_filter_form_out_of_the_refreshed_regions(failover, console):
+    """A refresh replaces the live regions only; the filter someone is typing in is not one of them."""
+    page = html(console.get("/console/sessions/"))
+    form_at = page.index('<form class="filters"')
+    for region in re.finditer(r'<(div|section)[^>]*id="(live[^"]*)"[^>]*>', page):
+        closing = page.index(f"</{region.group(1)}>", region.end())
+        assert not region.start() < form_at < closing, region.group(2)
