@@ -6,7 +6,7 @@ PORT ?= 8000
 WEB_CONCURRENCY ?= 2
 STAMP := $(VENV)/.installed
 
-.PHONY: install run test lint serve worker bench bench-reset bench-client migrate clean
+.PHONY: install run test lint serve worker bench bench-reset bench-client migrate static clean
 
 install: $(STAMP)
 
@@ -21,7 +21,11 @@ $(STAMP): pyproject.toml clients/python/pyproject.toml
 migrate: install
 	$(PY) manage.py migrate --noinput
 
-run: migrate
+# Static files (console scripts, admin, Swagger UI) hashed and pre-compressed for whitenoise.
+static: install
+	$(PY) manage.py collectstatic --noinput --verbosity 0
+
+run: migrate static
 	$(PY) manage.py load_demo
 	@echo "authbroker on http://127.0.0.1:$(PORT)/  (API under /api/, docs at /api/docs, admin at /admin/)"
 	$(PY) manage.py run_with_scheduler 127.0.0.1:$(PORT)
@@ -34,8 +38,7 @@ lint: install
 	$(VENV)/bin/lint-imports
 	$(PY) manage.py makemigrations --check --dry-run
 
-serve: migrate
-	$(PY) manage.py collectstatic --noinput --verbosity 0
+serve: migrate static
 	# metrics summed over this instance's workers; one directory per PORT, so a second `make serve` from the
 	# same checkout leaves the first one's alone (docs/operations.md)
 	rm -rf var/prometheus-$(PORT) && mkdir -p var/prometheus-$(PORT)

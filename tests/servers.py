@@ -104,8 +104,8 @@ class PrivateCluster:
         shutil.rmtree(self.root, ignore_errors=True)
 
 
-def manage(database_url, *args, timeout=120):
-    env = {**os.environ, "DATABASE_URL": database_url}
+def manage(database_url, *args, timeout=120, env=None):
+    env = {**os.environ, "DATABASE_URL": database_url, **(env or {})}
     result = subprocess.run([sys.executable, "manage.py", *args], cwd=ROOT, env=env, capture_output=True, text=True,
                             timeout=timeout)
     if result.returncode != 0:
