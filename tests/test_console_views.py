@@ -193,7 +193,7 @@ def test_it_shows_an_expired_token_as_expired_and_its_pinned_sessions_as_stuck(a
     row = html.split('data-profile="anthropic:backup2"')[1].split("</tr>")[0]
     assert 'data-state="off"' in row and "expired" in row
     sessions = console.get("/console/sessions/?unavailable=on").content.decode()
-    assert "1 session pinned to a profile" in sessions and KEY in sessions
+    assert "1 pinned to one that is out" in sessions and KEY in sessions
 
 
 def test_it_warns_on_the_board_a_week_before_a_key_expires(anthropic, console, clock):
