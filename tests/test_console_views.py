@@ -249,7 +249,7 @@ def keys_on(response):
 def test_it_answers_which_sessions_are_pinned_to_a_cooling_profile_and_who_pinned_them(cast_of_sessions, console):
     """The 'pinned to an unavailable profile' filter finds the user pin on the cooling default, with its provenance."""
     page = console.get("/console/sessions/").content.decode()
-    assert "1 session on a profile that is cooling, disabled or switched off" in page
+    assert "1 session on a profile that is cooling, disabled, switched off or expired" in page
     assert "1 pinned to one that is out" in page and "0 last given one that is out" in page
     response = console.get("/console/sessions/", {"unavailable": "on"})
     assert keys_on(response) == ["agent:main:discord:chan:7"]
@@ -266,7 +266,7 @@ def test_it_counts_sessions_whose_last_selected_profile_is_out_and_says_which(ca
     # KEY: auto pin on backup1, which its failover last gave it; chan:7: user pin on the cooling default, last given
     # backup1; slack:c1: no pin, last given backup1.
     summary = re.search(r'class="msg warning stuck">(.*?)</p>', page, re.S).group(1)
-    assert "3 sessions on a profile that is cooling, disabled or switched off" in summary, summary
+    assert "3 sessions on a profile that is cooling, disabled, switched off or expired" in summary, summary
     assert "2 pinned to one that is out" in summary and "3 last given one that is out" in summary, summary
     response = console.get("/console/sessions/", {"unavailable": "on"})
     assert sorted(keys_on(response)) == sorted([KEY, "agent:main:discord:chan:7", "agent:ops:slack:c1"])
