@@ -3,8 +3,6 @@
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
-from django.db.models import Q
-
 from profiles import rules
 
 
@@ -79,13 +77,3 @@ def model_cooldown_status(pair, now):
     if pair.cooldown_until and pair.cooldown_until > now:
         return Status("cooling", "cooling", pair.cooldown_reason or "unknown", pair.cooldown_until)
     return Status("available", "available")
-
-
-def pinned_to_unavailable(now, prefix="profile__"):
-    """The database's version of `rules.unavailability` for a related profile (profile-wide windows)."""
-    return Q(**{f"{prefix}isnull": False}) & (
-        Q(**{f"{prefix}enabled": False})
-        | Q(**{f"{prefix}cooldown_until__gt": now})
-        | Q(**{f"{prefix}disabled_until__gt": now})
-        | Q(**{f"{prefix}expires_at__lte": now, f"{prefix}kind__in": sorted(rules.EXPIRING_KINDS)})
-    )

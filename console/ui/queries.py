@@ -16,20 +16,20 @@ from django.db.models.functions import (
     TruncHour,
 )
 
-from console.ui.display import pinned_to_unavailable
 from profiles.models import Event, EventKind
+from profiles.queries import unavailable_q
 from sessions_app.models import Pin, Session
 
 
 def _pinned_out(now):
     """Sessions with a pin (on any provider) to a profile that is out at `now`."""
-    return Q(pk__in=Pin.objects.filter(pinned_to_unavailable(now)).values("session_id"))
+    return Q(pk__in=Pin.objects.filter(unavailable_q(now, prefix="profile__")).values("session_id"))
 
 
 def on_unavailable(now):
     """Sessions one of whose pins, or whose last selected profile, is out at `now` (switched off, expired,
     cooling or disabled)."""
-    return _pinned_out(now) | pinned_to_unavailable(now, prefix="last_profile__")
+    return _pinned_out(now) | unavailable_q(now, prefix="last_profile__")
 
 
 def unavailable_counts(now):
@@ -37,7 +37,7 @@ def unavailable_counts(now):
     profile is out (pinned or not), and sessions with either."""
     return Session.objects.aggregate(
         pinned=Count("id", filter=_pinned_out(now)),
-        last=Count("id", filter=pinned_to_unavailable(now, prefix="last_profile__")),
+        last=Count("id", filter=unavailable_q(now, prefix="last_profile__")),
         total=Count("id", filter=on_unavailable(now)),
     )
 
