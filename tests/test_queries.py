@@ -3,19 +3,19 @@
 import random
 from datetime import timedelta
 
+import factory
+
 from profiles import rules
-from profiles import services as profile_services
 from profiles.models import AuthProfile
 from profiles.queries import unavailable_q
 from tests.conftest import T0
+from tests.factories import ProfileFactory
 
 
 def test_it_finds_exactly_the_profiles_the_rule_calls_unavailable(db, clock):
     """`unavailable_q` and `rules.unavailability` agree on every mix of switch, expiry, cooldown and disablement."""
     rng = random.Random(14)
-    for n in range(40):
-        profile_services.create_profile(f"acme:k{n}", rng.choice(["api_key", "token", "oauth"]),
-                                        "sk-test-0123456789abcdef", T0, "test")
+    ProfileFactory.create_batch(40, kind=factory.Iterator(["api_key", "token", "oauth"]))
     moments = [None, T0 - timedelta(minutes=5), T0, T0 + timedelta(minutes=5)]
     for _ in range(10):
         for profile in AuthProfile.objects.all():

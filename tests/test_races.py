@@ -18,10 +18,11 @@ from rest_framework.test import APIClient
 
 from console.models import ApiToken
 from profiles import services as profile_services
-from profiles.models import Event
+from profiles.models import AuthProfile, Event
 from sessions_app import services as session_services
 from sessions_app.models import Pin, Session
 from tests.conftest import T0
+from tests.factories import PinFactory, SessionFactory
 
 pytestmark = [pytest.mark.postgres, pytest.mark.django_db(transaction=True)]
 
@@ -55,7 +56,7 @@ class Gateway:
         return response.status_code, answer
 
 
-def race(rounds, *racers, background=(), budget=6.0):
+def race(rounds, *racers, background=(), budget=20.0):
     """Run `racers` (functions of the round number) on their own threads, released together each round,
     while each of `background` (functions of a step number) runs in a loop on its own thread until they end.
 
@@ -134,12 +135,11 @@ def seed_user_pinned_ballast(count):
 
     Returns their pins (written without events) for `check_events_replay_to_the_stored_pins` to start from.
     """
-    now = timezone.now()
+    backup2 = AuthProfile.objects.get(pk=BACKUP2)
     sessions = Session.objects.bulk_create(
-        Session(session_key=key("ballast", n), last_activity_at=now, provider_id="anthropic", last_profile_id=BACKUP2)
+        SessionFactory.build(session_key=key("ballast", n), provider_id="anthropic", last_profile=backup2)
         for n in range(count))
-    Pin.objects.bulk_create(Pin(session=session, provider_id="anthropic", profile_id=BACKUP2, source="user",
-                                set_at=now, set_by="seed", reason="set by a person") for session in sessions)
+    Pin.objects.bulk_create(PinFactory.build(session=session, profile=backup2) for session in sessions)
     return {key("ballast", n): (BACKUP2, "user") for n in range(count)}
 
 
@@ -338,7 +338,7 @@ def test_it_records_every_auto_pin_a_bulk_reset_drops_while_failovers_set_pins(t
 
     gateways = [fail_over(Gateway(tokens[name]), keys, random.Random(400 + i), name)
                 for i, name in enumerate(("b", "c", "d"))]
-    (bulks,), loops = race(BULK_ROUNDS, bulk, background=gateways, budget=8.0)
+    (bulks,), loops = race(BULK_ROUNDS, bulk, background=gateways, budget=30.0)
     problems = check_events_replay_to_the_stored_pins(ballast)
     assert problems == [], f"{len(problems)} pins changed without their event: {problems[:3]}"
     assert failures([bulks, *loops]) == Counter()
@@ -389,7 +389,7 @@ def test_it_never_deadlocks_concurrent_bulk_resets_while_pins_churn(tokens):
     churn = [pins(Gateway(tokens["c"]), random.Random(600)),
              fail_over(Gateway(tokens["d"]), keys, random.Random(700), "d")]
     (alls, *lists), loops = race(ROUNDS_TWO_BULKS, bulk_all, bulk_list(1), bulk_list(2), background=churn,
-                                 budget=8.0)
+                                 budget=30.0)
     assert failures([alls, *lists, *loops]) == Counter(), f"of {len(alls)} rounds of three bulk resets at once"
     assert check_events_replay_to_the_stored_pins(ballast) == []
     assert len(alls) >= MIN_BULK_ROUNDS, "too few rounds ran in the time budget"
