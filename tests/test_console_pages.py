@@ -241,3 +241,15 @@ def test_it_keeps_the_sessions_filter_form_out_of_the_refreshed_regions(failover
     for region in re.finditer(r'<(div|section)[^>]*id="(live[^"]*)"[^>]*>', page):
         closing = page.index(f"</{region.group(1)}>", region.end())
         assert not region.start() < form_at < closing, region.group(2)
+
+
+def test_it_shows_a_profiles_expiry_and_says_when_it_has_passed(anthropic, console, clock):
+    """v2: the profile page shows `expires_at`; past it an API key reads expired, with what to do."""
+    from datetime import timedelta
+
+    profile_services.update_profile("anthropic:backup1", T0, "test", expires_at=T0 + timedelta(hours=1))
+    page = html(console.get("/console/profiles/anthropic:backup1/"))
+    assert 'data-expiry="soon"' in page and "expired:" not in page
+    clock.shift(timedelta(hours=2))
+    page = html(console.get("/console/profiles/anthropic:backup1/"))
+    assert 'data-expiry="expired"' in page and "write a new secret or expiry" in page

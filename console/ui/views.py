@@ -171,6 +171,7 @@ def profile_detail(request, profile_id):
     return render(request, "console/profile.html", {
         "profile": profile,
         "status": profile_status(profile, now),
+        "expiry": expiry_note(profile, now),
         "models": [(pair, model_cooldown_status(pair, now)) for pair in profile.model_cooldowns.all()],
         "switched_off": None if profile.enabled else queries.last_switch_off(profile.id),
         "sessions": [session_row(s, now) for s in shown],
