@@ -60,8 +60,8 @@ export class AuthbrokerPlugin {
   readonly providers: Record<string, string>;
   /** openclaw session id -> session key (authbroker keys sessions by the stable key). */
   private readonly sessionKeys = new Map<string, string>();
-  /** Boundaries already sent, so before_reset and session_end for the same boundary count once. */
-  private readonly boundaries = new Set<string>();
+  /** session key -> the boundary before_reset just sent, which its session_end must not send again. */
+  private readonly announced = new Map<string, string>();
 
   constructor(readonly config: PluginConfig, private readonly log: (message: string) => void = () => {}) {
     this.providers = config.providers ?? { "anthropic-brokered": "anthropic" };
@@ -120,13 +120,20 @@ export class AuthbrokerPlugin {
     }).catch(() => undefined);
   }
 
-  async boundary(sessionKey: string | undefined, sessionId: string | undefined, reason: string | undefined): Promise<void> {
+  /**
+   * A session boundary. openclaw announces `/new` and `/reset` twice (before_reset, then session_end with
+   * the same reason) and may keep the session id across it, so the pair is matched by order, not by id:
+   * a session_end right after the before_reset it follows is the same boundary.
+   */
+  async boundary(source: "before_reset" | "session_end", sessionKey: string | undefined, reason: string | undefined): Promise<void> {
     const mapped = resetReasonFor(reason);
     if (!sessionKey || !mapped) return;
-    const once = `${sessionKey}\u0000${sessionId ?? ""}`;
-    if (this.boundaries.has(once)) return;
-    this.boundaries.add(once);
-    if (this.boundaries.size > 10_000) this.boundaries.clear();
+    if (source === "session_end" && this.announced.get(sessionKey) === mapped) {
+      this.announced.delete(sessionKey);
+      return;
+    }
+    if (source === "before_reset") this.announced.set(sessionKey, mapped);
+    else this.announced.delete(sessionKey);
     await Promise.all(
       [...new Set(Object.values(this.providers))].map((provider) =>
         this.broker.reset(sessionKey, { provider, reason: mapped }).catch((error: Error) => this.log(error.message)),
@@ -183,7 +190,7 @@ export function register(api: OpenClawPluginApi): void {
     plugin.noteSession(ctx.sessionId, ctx.sessionKey);
   });
   api.on("model_call_started", (event) => plugin.noteSession(event.sessionId, event.sessionKey));
-  api.on("before_reset", (event, ctx) => plugin.boundary(ctx.sessionKey, ctx.sessionId, event.reason ?? "reset"));
-  api.on("session_end", (event) => plugin.boundary(event.sessionKey, event.sessionId, event.reason));
+  api.on("before_reset", (event, ctx) => plugin.boundary("before_reset", ctx.sessionKey, event.reason ?? "reset"));
+  api.on("session_end", (event) => plugin.boundary("session_end", event.sessionKey, event.reason));
   api.on("model_call_ended", (event) => plugin.observedCallEnded(event as typeof event & PatchedModelCallEnded));
 }

@@ -74,9 +74,11 @@ test("a 429 on default fails the turn over to backup1, chosen by authbroker", as
   const state = await session("agent:main:seed");
   assert.equal(state.override?.profile, "anthropic:backup1");
   assert.equal(state.override?.source, "auto");
-  const defaultProfile = (await json("GET", `${broker.url}/api/profiles/anthropic:default`, undefined, admin)).body;
-  assert.equal(defaultProfile.available, false, JSON.stringify(defaultProfile));
-  assert.equal(defaultProfile.cooldown_reason, "rate_limit");
+  // The plugin reports with the model, so the cooldown is on (default, claude-test) (DESIGN §2).
+  const probe = await json("POST", `${broker.url}/api/select`, { session_key: "probe:after-429", provider: "anthropic", model: "claude-test", explain: true }, admin);
+  const cooling = probe.body.candidates.find((c: { profile: string }) => c.profile === "anthropic:default");
+  assert.equal(cooling.available, false, JSON.stringify(probe.body));
+  assert.equal(cooling.reason, "model_cooldown:rate_limit");
 });
 
 test("the same session stays on backup1 while default cools", async () => {
