@@ -6,7 +6,7 @@ PORT ?= 8000
 WEB_CONCURRENCY ?= 2
 STAMP := $(VENV)/.installed
 
-.PHONY: install run test lint serve worker bench migrate clean
+.PHONY: install run test test-openclaw lint serve worker bench migrate clean
 
 install: $(STAMP)
 
@@ -42,6 +42,30 @@ serve: migrate
 # BENCH_SESSIONS, BENCH_PROFILES, BENCH_CONCURRENCY, BENCH_DURATION scale it; BENCH_SCALE=1 runs the scale series.
 bench: install
 	WEB_CONCURRENCY=$(WEB_CONCURRENCY) $(PY) bench/run.py
+
+# The openclaw plugin (clients/openclaw, docs/openclaw-plugin.md): Node 24 and the pinned openclaw come from
+# the npm registry (Node as the `node` package into clients/openclaw/.tools/node); then the plugin's build,
+# its unit tests, and the end-to-end test against a real openclaw gateway and authbroker on PostgreSQL.
+OPENCLAW_DIR := clients/openclaw
+NODE_TOOLS := $(OPENCLAW_DIR)/.tools/node
+NODE24 := $(NODE_TOOLS)/node_modules/.bin/node
+NODE24_VERSION ?= 24.21.0
+NODE24_PATH := $(CURDIR)/$(NODE_TOOLS)/node_modules/.bin:$(PATH)
+
+$(NODE24):
+	mkdir -p $(NODE_TOOLS)
+	echo '{"name": "authbroker-node-tools", "private": true}' > $(NODE_TOOLS)/package.json
+	cd $(NODE_TOOLS) && npm install --no-audit --no-fund --loglevel=error node@$(NODE24_VERSION)
+	$(NODE24) --version
+
+$(OPENCLAW_DIR)/node_modules/.installed: $(OPENCLAW_DIR)/package-lock.json $(NODE24)
+	cd $(OPENCLAW_DIR) && PATH=$(NODE24_PATH) npm ci --ignore-scripts --no-audit --no-fund --loglevel=error
+	touch $@
+
+test-openclaw: install $(OPENCLAW_DIR)/node_modules/.installed
+	cd $(OPENCLAW_DIR) && PATH=$(NODE24_PATH) npm run --silent build
+	cd $(OPENCLAW_DIR) && PATH=$(NODE24_PATH) npm test
+	cd $(OPENCLAW_DIR) && PATH=$(NODE24_PATH) npm run test:e2e
 
 worker: install
 	$(VENV)/bin/celery -A console worker --beat --loglevel INFO

@@ -58,7 +58,8 @@ after(async () => {
 });
 
 test("gateway_start is a restart boundary: the stale auto pin is dropped", async () => {
-  await waitFor("restart boundary", async () => (await events("session_key=agent:main:stale&kind=override_dropped")).length === 1, 20_000);
+  // openclaw runs gateway_start hooks after the gateway says "ready", once channels and sidecars are up.
+  await waitFor("restart boundary", async () => (await events("session_key=agent:main:stale&kind=override_dropped")).length === 1, 90_000);
   const state = await session("agent:main:stale");
   assert.equal(state.override, null);
 });
