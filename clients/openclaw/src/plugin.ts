@@ -27,6 +27,12 @@ export interface PluginConfig {
   /** Bulk-reset every authbroker session when the gateway starts (default true: one gateway per authbroker). */
   resetAllOnGatewayStart?: boolean;
   failClosed?: boolean;
+  /**
+   * openclaw providers (with their own auth profiles named like authbroker's, e.g. `anthropic:default`)
+   * whose profile authbroker names per turn through before_model_resolve's `authProfileOverride`.
+   * Needs the upstream patch (upstream/*.patch); a stock openclaw ignores the field.
+   */
+  delegateProviders?: string[];
 }
 
 interface StreamResultLike {
@@ -37,6 +43,7 @@ type StreamFnLike = (model: ProviderRuntimeModel, context: unknown, options?: { 
 /** Fields an upstream-patched openclaw adds (docs/openclaw-plugin.md); absent on a stock 2026.9.6. */
 interface PatchedModelCallEnded {
   authProfileId?: string;
+  httpStatus?: number;
 }
 
 export function parseConfig(raw: unknown): PluginConfig {
@@ -146,6 +153,16 @@ export class AuthbrokerPlugin {
     await this.broker.bulkReset({ reason: "restart" }).catch((error: Error) => this.log(error.message));
   }
 
+  /** before_model_resolve: authbroker names the auth profile for this turn (honoured by a patched openclaw only). */
+  async profileForTurn(sessionKey: string | undefined, provider: string | undefined): Promise<{ authProfileOverride: string } | undefined> {
+    if (!sessionKey || !provider || !this.config.delegateProviders?.includes(provider)) return undefined;
+    const choice = await this.broker.choose(sessionKey, provider).catch((error: Error) => {
+      this.log(error.message);
+      return null;
+    });
+    return choice ? { authProfileOverride: choice.profile } : undefined;
+  }
+
   /** model_call_ended of a provider authbroker does not broker: reportable only when openclaw names the profile. */
   async observedCallEnded(event: {
     provider: string;
@@ -156,7 +173,9 @@ export class AuthbrokerPlugin {
   } & PatchedModelCallEnded): Promise<void> {
     if (this.providers[event.provider] !== undefined) return; // the wrapper reported it, with its lease
     if (!event.authProfileId) return; // stock openclaw: no profile id on model_call_ended
-    const outcome = event.outcome === "completed" ? "success" : outcomeForFailure({ failureKind: event.failureKind });
+    const outcome = event.outcome === "completed"
+      ? "success"
+      : outcomeForFailure({ status: event.httpStatus, failureKind: event.failureKind });
     if (!outcome) return;
     await this.broker.report({
       profile: event.authProfileId,
@@ -186,8 +205,10 @@ export function register(api: OpenClawPluginApi): void {
 
   api.on("gateway_start", () => plugin.gatewayStart());
   api.on("session_start", (event) => plugin.noteSession(event.sessionId, event.sessionKey));
-  api.on("before_model_resolve", (_event, ctx) => {
+  api.on("before_model_resolve", async (_event, ctx) => {
     plugin.noteSession(ctx.sessionId, ctx.sessionKey);
+    // The result type of 2026.9.6 has no auth-profile field; the upstream patch adds `authProfileOverride`.
+    return (await plugin.profileForTurn(ctx.sessionKey, ctx.modelProviderId)) as Record<string, never> | undefined;
   });
   api.on("model_call_started", (event) => plugin.noteSession(event.sessionId, event.sessionKey));
   api.on("before_reset", (event, ctx) => plugin.boundary("before_reset", ctx.sessionKey, event.reason ?? "reset"));

@@ -106,6 +106,21 @@ test("model_call_ended of an unbrokered provider is reported only when openclaw 
   await plugin.observedCallEnded(ended); // stock openclaw 2026.9.6: no profile id
   await plugin.observedCallEnded({ ...ended, provider: "anthropic-brokered", authProfileId: "anthropic:default" }); // the wrapper reports those
   await plugin.observedCallEnded({ ...ended, authProfileId: "anthropic:default" }); // with the upstream patch
+  await plugin.observedCallEnded({ ...ended, failureKind: undefined, httpStatus: 529, authProfileId: "anthropic:backup1" });
 
-  assert.deepEqual(server.seen.map((s) => s.body), [{ profile: "anthropic:default", outcome: "timeout", session_key: "k", model: "claude-x" }]);
+  assert.deepEqual(server.seen.map((s) => s.body), [
+    { profile: "anthropic:default", outcome: "timeout", session_key: "k", model: "claude-x" },
+    { profile: "anthropic:backup1", outcome: "overloaded", session_key: "k", model: "claude-x" },
+  ]);
+});
+
+test("before_model_resolve names authbroker's profile for delegated providers only", async () => {
+  server = await new ContractServer().start();
+  server.choice = { anthropic: { profile: "anthropic:backup1", secret: "sk-b1" } };
+  const plugin = new AuthbrokerPlugin({ baseUrl: server.url, token: "t", delegateProviders: ["anthropic"] });
+
+  assert.deepEqual(await plugin.profileForTurn("agent:main:dm:1", "anthropic"), { authProfileOverride: "anthropic:backup1" });
+  assert.equal(await plugin.profileForTurn("agent:main:dm:1", "openai"), undefined);
+  assert.equal(await plugin.profileForTurn(undefined, "anthropic"), undefined);
+  assert.equal(server.seen.length, 1);
 });
