@@ -43,9 +43,10 @@ export class Proc {
     const out = openSync(logFile, "a");
     this.child = spawn(command, args, { cwd: options.cwd, env: options.env, stdio: ["ignore", out, out], detached: true });
   }
-  output(): string {
+  output(all = false): string {
     try {
-      return readFileSync(this.logFile, "utf8").slice(-6000);
+      const text = readFileSync(this.logFile, "utf8");
+      return all ? text : text.slice(-6000);
     } catch {
       return "";
     }
@@ -205,7 +206,16 @@ export class OpenclawGateway {
   port = 0;
   proc?: Proc;
 
-  constructor(private readonly upstreamUrl: string, private readonly broker: { url: string; token: string }) {}
+  /**
+   * `brokered`: the plugin's own provider `anthropic-brokered`, its key chosen per call by authbroker (stock openclaw).
+   * `delegated`: openclaw's own `anthropic` provider and auth profiles, authbroker naming the profile per turn
+   * through before_model_resolve (only a patched openclaw honours it: upstream/*.patch).
+   */
+  constructor(
+    private readonly upstreamUrl: string,
+    private readonly broker: { url: string; token: string },
+    private readonly mode: "brokered" | "delegated" = "brokered",
+  ) {}
 
   env(): NodeJS.ProcessEnv {
     const env: NodeJS.ProcessEnv = {
@@ -236,19 +246,22 @@ export class OpenclawGateway {
       gateway: { mode: "local", port: this.port, bind: "loopback", auth: { mode: "token", token: this.token } },
       models: {
         mode: "merge",
-        providers: {
+        providers: this.mode === "brokered"
           // openclaw's own key for this provider: the fake upstream refuses it, so a reply proves authbroker's key was sent.
-          "anthropic-brokered": { baseUrl: this.upstreamUrl, apiKey: "openclaw-configured-key", api: "anthropic-messages", models: [model] },
-        },
+          ? { "anthropic-brokered": { baseUrl: this.upstreamUrl, apiKey: "openclaw-configured-key", api: "anthropic-messages", models: [model] } }
+          : { anthropic: { baseUrl: this.upstreamUrl, api: "anthropic-messages", models: [model] } },
       },
-      agents: { defaults: { model: { primary: "anthropic-brokered/claude-test" } } },
+      agents: { defaults: { model: { primary: this.mode === "brokered" ? "anthropic-brokered/claude-test" : "anthropic/claude-test" } } },
       plugins: {
         load: { paths: [this.stagePlugin()] },
         entries: {
           authbroker: {
             enabled: true,
             hooks: { allowConversationAccess: true },
-            config: { baseUrl: this.broker.url, token: this.broker.token, timeoutMs: 5000 },
+            config: {
+              baseUrl: this.broker.url, token: this.broker.token, timeoutMs: 5000,
+              ...this.mode === "delegated" ? { delegateProviders: ["anthropic"] } : {},
+            },
           },
         },
       },
@@ -256,11 +269,26 @@ export class OpenclawGateway {
     writeFileSync(path.join(this.dir, "openclaw.json"), JSON.stringify(config, null, 2));
   }
 
-  async start(): Promise<void> {
+  /** Writes the config (once: openclaw's CLI adds its auth profiles to it afterwards). */
+  async configure(): Promise<void> {
+    if (this.port) return;
     this.port = await freePort();
     this.writeConfig();
+  }
+
+  /** An auth profile in openclaw's own store, as `openclaw models auth paste-api-key` saves it. */
+  async addOpenclawProfile(profileId: string, key: string): Promise<void> {
+    await this.configure();
+    const child = execFile(process.execPath, [openclawEntry, "models", "auth", "paste-api-key", "--provider", profileId.split(":")[0]!, "--profile-id", profileId], { cwd: this.dir, env: this.env(), timeout: 120_000 });
+    child.stdin!.end(`${key}\n`);
+    const code = await new Promise((resolve) => child.on("exit", resolve));
+    if (code !== 0) throw new Error(`openclaw models auth paste-api-key ${profileId}: exit ${code}`);
+  }
+
+  async start(): Promise<void> {
+    await this.configure();
     this.proc = new Proc("openclaw-gateway", path.join(this.dir, "gateway.log"), process.execPath, [openclawEntry, "gateway", "run", "--port", String(this.port), "--auth", "token", "--token", this.token], { cwd: this.dir, env: this.env() });
-    await waitFor("openclaw gateway", async () => /\[gateway\].*ready/.test(this.proc!.output()), 120_000, this.proc);
+    await waitFor("openclaw gateway", async () => /\[gateway\] ready$/m.test(this.proc!.output(true)), 180_000, this.proc);
   }
 
   /** Runs the openclaw CLI against the gateway; returns its parsed --json output. */
