@@ -6,7 +6,7 @@ PORT ?= 8000
 WEB_CONCURRENCY ?= 2
 STAMP := $(VENV)/.installed
 
-.PHONY: install run test test-openclaw lint serve worker bench migrate clean
+.PHONY: install run test test-openclaw test-openclaw-patched lint serve worker bench migrate clean
 
 install: $(STAMP)
 
@@ -66,6 +66,17 @@ test-openclaw: install $(OPENCLAW_DIR)/node_modules/.installed
 	cd $(OPENCLAW_DIR) && PATH=$(NODE24_PATH) npm run --silent build
 	cd $(OPENCLAW_DIR) && PATH=$(NODE24_PATH) npm test
 	cd $(OPENCLAW_DIR) && PATH=$(NODE24_PATH) npm run test:e2e
+
+# Not in CI: the upstream proposal (clients/openclaw/upstream/*.patch) applied to a copy of the pinned openclaw,
+# and the delegated scenario (openclaw's own provider and profiles, authbroker naming the profile) against it.
+OPENCLAW_PATCHED := $(OPENCLAW_DIR)/.tools/openclaw-patched/openclaw
+test-openclaw-patched: install $(OPENCLAW_DIR)/node_modules/.installed
+	rm -rf $(OPENCLAW_DIR)/.tools/openclaw-patched && mkdir -p $(OPENCLAW_DIR)/.tools/openclaw-patched
+	cp -a $(OPENCLAW_DIR)/node_modules/openclaw $(OPENCLAW_PATCHED)
+	patch -p1 -d $(OPENCLAW_PATCHED) < $(OPENCLAW_DIR)/upstream/openclaw-2026.9.6-auth-profile-hooks.patch
+	cd $(OPENCLAW_DIR) && PATH=$(NODE24_PATH) npm run --silent build
+	cd $(OPENCLAW_DIR) && PATH=$(NODE24_PATH) OPENCLAW_ENTRY=$(CURDIR)/$(OPENCLAW_PATCHED)/openclaw.mjs \
+		node --test --test-concurrency=1 'dist/test/e2e-patched/*.test.js'
 
 worker: install
 	$(VENV)/bin/celery -A console worker --beat --loglevel INFO
