@@ -6,7 +6,7 @@ PORT ?= 8000
 WEB_CONCURRENCY ?= 2
 STAMP := $(VENV)/.installed
 
-.PHONY: install run test lint serve worker bench bench-reset bench-client migrate static clean
+.PHONY: install run test test-openclaw test-openclaw-patched lint serve worker bench bench-reset bench-client migrate static clean
 
 install: $(STAMP)
 
@@ -52,7 +52,40 @@ serve: migrate static
 bench: install
 	WEB_CONCURRENCY=$(WEB_CONCURRENCY) $(PY) bench/run.py
 
-.PHONY: install run test lint serve worker bench bench-reset bench-client migrate clean
+# The openclaw plugin (clients/openclaw, docs/openclaw-plugin.md): Node 24 and the pinned openclaw come from
+# the npm registry (Node as the `node` package into clients/openclaw/.tools/node); then the plugin's build,
+# its unit tests, and the end-to-end test against a real openclaw gateway and authbroker on PostgreSQL.
+OPENCLAW_DIR := clients/openclaw
+NODE_TOOLS := $(OPENCLAW_DIR)/.tools/node
+NODE24 := $(NODE_TOOLS)/node_modules/.bin/node
+NODE24_VERSION ?= 24.21.0
+NODE24_PATH := $(CURDIR)/$(NODE_TOOLS)/node_modules/.bin:$(PATH)
+
+$(NODE24):
+	mkdir -p $(NODE_TOOLS)
+	echo '{"name": "authbroker-node-tools", "private": true}' > $(NODE_TOOLS)/package.json
+	cd $(NODE_TOOLS) && npm install --no-audit --no-fund --loglevel=error node@$(NODE24_VERSION)
+	$(NODE24) --version
+
+$(OPENCLAW_DIR)/node_modules/.installed: $(OPENCLAW_DIR)/package-lock.json $(NODE24)
+	cd $(OPENCLAW_DIR) && PATH=$(NODE24_PATH) npm ci --ignore-scripts --no-audit --no-fund --loglevel=error
+	touch $@
+
+test-openclaw: install $(OPENCLAW_DIR)/node_modules/.installed
+	cd $(OPENCLAW_DIR) && PATH=$(NODE24_PATH) npm run --silent build
+	cd $(OPENCLAW_DIR) && PATH=$(NODE24_PATH) npm test
+	cd $(OPENCLAW_DIR) && PATH=$(NODE24_PATH) npm run test:e2e
+
+# Not in CI: the upstream proposal (clients/openclaw/upstream/*.patch) applied to a copy of the pinned openclaw,
+# and the delegated scenario (openclaw's own provider and profiles, authbroker naming the profile) against it.
+OPENCLAW_PATCHED := $(OPENCLAW_DIR)/.tools/openclaw-patched/openclaw
+test-openclaw-patched: install $(OPENCLAW_DIR)/node_modules/.installed
+	rm -rf $(OPENCLAW_DIR)/.tools/openclaw-patched && mkdir -p $(OPENCLAW_DIR)/.tools/openclaw-patched
+	cp -a $(OPENCLAW_DIR)/node_modules/openclaw $(OPENCLAW_PATCHED)
+	patch -p1 -d $(OPENCLAW_PATCHED) < $(OPENCLAW_DIR)/upstream/openclaw-2026.9.6-auth-profile-hooks.patch
+	cd $(OPENCLAW_DIR) && PATH=$(NODE24_PATH) npm run --silent build
+	cd $(OPENCLAW_DIR) && PATH=$(NODE24_PATH) OPENCLAW_ENTRY=$(CURDIR)/$(OPENCLAW_PATCHED)/openclaw.mjs \
+		node --test --test-concurrency=1 'dist/test/e2e-patched/*.test.js'
 
 worker: install
 	$(VENV)/bin/celery -A console worker --beat --loglevel INFO
