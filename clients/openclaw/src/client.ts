@@ -3,14 +3,14 @@
 import type { components } from "./generated/api.js";
 
 type Schemas = components["schemas"];
-export type SelectRequest = Schemas["SelectRequestRequest"];
+export type SelectRequest = Schemas["SelectRequest"];
 export type SelectAnswer = Schemas["SelectAnswer"];
-export type ReportRequest = Omit<Schemas["ReportRequestRequest"], "outcome"> & { outcome: Outcome };
+export type ReportRequest = Omit<Schemas["ReportRequest"], "outcome"> & { outcome: Outcome };
 export type ReportAnswer = Schemas["ReportAnswer"];
-export type ResetRequest = Schemas["ResetRequestRequest"];
+export type ResetRequest = Schemas["ResetRequest"];
 export type ResetAnswer = Schemas["ResetAnswer"];
 export type ResetReason = Schemas["ReasonEnum"];
-export type BulkResetRequest = Schemas["BulkResetRequestRequest"];
+export type BulkResetRequest = Schemas["BulkResetRequest"];
 export type BulkResetAnswer = Schemas["BulkResetAnswer"];
 export type SessionState = Schemas["SessionState"];
 export type Event = Schemas["Event"];

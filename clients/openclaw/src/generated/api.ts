@@ -166,7 +166,10 @@ export interface paths {
         };
         get?: never;
         put?: never;
-        /** Report a call's outcome */
+        /**
+         * Report a call's outcome
+         * @description How a call on a profile went. `success` clears the profile's windows; `rate_limit`, `timeout`, `unknown`, `model_not_found` and `auth` start a cooldown from the provider's ladder; `billing` and `auth_permanent` disable it; `overloaded`, `server_error` and `format` are only recorded. When the session was on the failed profile it fails over (`failover`). A retried report on the same lease answers the first answer with `duplicate: true`.
+         */
         post: operations["report_create"];
         delete?: never;
         options?: never;
@@ -183,7 +186,10 @@ export interface paths {
         };
         get?: never;
         put?: never;
-        /** Which profile now? */
+        /**
+         * Which profile now?
+         * @description The profile this session should use for its next call, and why. A continuing session keeps its profile while it is available; a new one gets its user pin or the first available profile in the provider's order. Answers 200 even when every profile is out (`all_unavailable`, `retry_at`). Send the `lease_id` back with the report.
+         */
         post: operations["select_create"];
         delete?: never;
         options?: never;
@@ -236,7 +242,7 @@ export interface paths {
         /** Set a user override */
         put: operations["sessions_override_update"];
         post?: never;
-        /** Clear the override */
+        /** Clear pins */
         delete: operations["sessions_override_destroy"];
         options?: never;
         head?: never;
@@ -281,20 +287,10 @@ export interface paths {
 export type webhooks = Record<string, never>;
 export interface components {
     schemas: {
-        /** @description Refuses fields it does not know, so a typo is an error rather than silently ignored. */
-        ActionRequestRequest: {
-            reason?: string;
-        };
         BulkResetAnswer: {
             reset: number;
             dropped: number;
             carried: number;
-        };
-        /** @description Refuses fields it does not know, so a typo is an error rather than silently ignored. */
-        BulkResetRequestRequest: {
-            session_keys?: string[];
-            /** @default restart */
-            reason?: components["schemas"]["ReasonEnum"];
         };
         Candidate: {
             profile: string;
@@ -316,8 +312,8 @@ export interface components {
             reason?: string;
             source?: string;
             session_key?: string;
-            profile: string;
-            provider: string;
+            profile: string | null;
+            provider: string | null;
             model?: string;
             before?: unknown;
             after?: unknown;
@@ -355,6 +351,7 @@ export interface components {
          * @description * `success` - success
          *     * `rate_limit` - rate_limit
          *     * `overloaded` - overloaded
+         *     * `server_error` - server_error
          *     * `timeout` - timeout
          *     * `format` - format
          *     * `unknown` - unknown
@@ -364,27 +361,15 @@ export interface components {
          *     * `billing` - billing
          * @enum {string}
          */
-        OutcomeEnum: "success" | "rate_limit" | "overloaded" | "timeout" | "format" | "unknown" | "model_not_found" | "auth" | "auth_permanent" | "billing";
-        /** @description Refuses fields it does not know, so a typo is an error rather than silently ignored. */
-        OverrideRequestRequest: {
-            /** @example anthropic:default */
-            profile: string;
-            reason?: string;
-        };
+        OutcomeEnum: "success" | "rate_limit" | "overloaded" | "server_error" | "timeout" | "format" | "unknown" | "model_not_found" | "auth" | "auth_permanent" | "billing";
         OverrideState: {
             profile: string;
-            source: components["schemas"]["OverrideStateSourceEnum"];
+            source: components["schemas"]["PinSourceEnum"];
             /** Format: date-time */
             set_at: string | null;
             set_by: string;
             reason: string;
         };
-        /**
-         * @description * `auto` - auto
-         *     * `user` - user
-         * @enum {string}
-         */
-        OverrideStateSourceEnum: "auto" | "user";
         PaginatedEventList: {
             /**
              * Format: uri
@@ -398,32 +383,20 @@ export interface components {
             previous?: string | null;
             results: components["schemas"]["Event"][];
         };
-        /** @description Refuses fields it does not know, so a typo is an error rather than silently ignored. */
-        PatchedProfilePatchRequestRequest: {
-            kind?: components["schemas"]["ProfileKindEnum"];
-            secret?: string;
-            position?: number;
-            enabled?: boolean;
-            reason?: string;
-        };
-        /** @description Refuses fields it does not know, so a typo is an error rather than silently ignored. */
-        PatchedProviderPatchRequestRequest: {
-            strategy?: components["schemas"]["StrategyEnum"];
-            cooldown_ladder_seconds?: number[];
-            aliases?: string[];
-            track_failures?: boolean;
-            reason?: string;
-        };
-        /** @description Refuses fields it does not know, so a typo is an error rather than silently ignored. */
-        ProfileCreateRequestRequest: {
-            /** @example anthropic:default */
-            id: string;
-            kind: components["schemas"]["ProfileKindEnum"];
-            secret: string;
-            position?: number;
-            /** @default true */
-            enabled?: boolean;
-            reason?: string;
+        /**
+         * @description * `auto` - auto
+         *     * `user` - user
+         * @enum {string}
+         */
+        PinSourceEnum: "auto" | "user";
+        PinState: {
+            profile: string;
+            source: components["schemas"]["PinSourceEnum"];
+            /** Format: date-time */
+            set_at: string | null;
+            set_by: string;
+            reason: string;
+            provider: string;
         };
         /**
          * @description * `api_key` - api_key
@@ -457,6 +430,8 @@ export interface components {
                 [key: string]: number;
             };
             secret_mask: string;
+            /** Format: date-time */
+            expires_at: string | null;
         };
         ProviderState: {
             id: string;
@@ -480,19 +455,6 @@ export interface components {
             failover: components["schemas"]["Failover"] | null;
             duplicate: boolean;
         };
-        /** @description Refuses fields it does not know, so a typo is an error rather than silently ignored. */
-        ReportRequestRequest: {
-            /** @example anthropic:default */
-            profile: string;
-            outcome: components["schemas"]["OutcomeEnum"];
-            /** @example agent:main:telegram:dm:42 */
-            session_key?: string | null;
-            lease_id?: string | null;
-            model?: string | null;
-            /** Format: double */
-            retry_after_seconds?: number | null;
-            detail?: string | null;
-        };
         ResetAnswer: {
             /** Format: uuid */
             session_id: string;
@@ -500,17 +462,9 @@ export interface components {
             dropped: string | null;
             selection: components["schemas"]["SelectAnswer"];
         };
-        /** @description Refuses fields it does not know, so a typo is an error rather than silently ignored. */
-        ResetRequestRequest: {
-            /** @example anthropic */
-            provider: string;
-            /** @default reset */
-            reason?: components["schemas"]["ReasonEnum"];
-            model?: string | null;
-        };
         SelectAnswer: {
             profile: string;
-            source: components["schemas"]["SelectAnswerSourceEnum"];
+            source: components["schemas"]["SelectionSourceEnum"];
             session_key: string;
             /** Format: uuid */
             session_id: string;
@@ -529,25 +483,16 @@ export interface components {
          *     * `user` - user
          * @enum {string}
          */
-        SelectAnswerSourceEnum: "default" | "auto" | "user";
-        /** @description Refuses fields it does not know, so a typo is an error rather than silently ignored. */
-        SelectRequestRequest: {
-            /** @example agent:main:telegram:dm:42 */
-            session_key: string;
-            /** @example anthropic */
-            provider: string;
-            /** @default false */
-            new_session?: boolean;
-            model?: string | null;
-            /** @default false */
-            explain?: boolean;
-        };
+        SelectionSourceEnum: "default" | "auto" | "user";
         SessionState: {
             session_key: string;
             /** Format: uuid */
             session_id: string;
             provider: string | null;
+            /** @description the pin for the session's current provider */
             override: components["schemas"]["OverrideState"] | null;
+            /** @description every pin of the session, one per provider */
+            overrides: components["schemas"]["PinState"][];
             last_profile: string | null;
             /** Format: date-time */
             last_activity_at: string | null;
@@ -560,6 +505,129 @@ export interface components {
          * @enum {string}
          */
         StrategyEnum: "ordered" | "round_robin";
+        /** @description Refuses fields it does not know, so a typo is an error rather than silently ignored. */
+        ActionRequest: {
+            reason?: string;
+        };
+        /** @description Refuses fields it does not know, so a typo is an error rather than silently ignored. */
+        BulkResetRequest: {
+            session_keys?: string[];
+            /** @default restart */
+            reason?: components["schemas"]["ReasonEnum"];
+        };
+        /** @description Refuses fields it does not know, so a typo is an error rather than silently ignored. */
+        OverrideRequest: {
+            /** @example anthropic:default */
+            profile: string;
+            reason?: string;
+        };
+        /** @description Refuses fields it does not know, so a typo is an error rather than silently ignored. */
+        PatchedProfilePatchRequest: {
+            kind?: components["schemas"]["ProfileKindEnum"];
+            secret?: string;
+            position?: number;
+            enabled?: boolean;
+            /**
+             * Format: date-time
+             * @description null removes it; writing a new secret without it removes it too
+             */
+            expires_at?: string | null;
+            reason?: string;
+        };
+        /** @description Refuses fields it does not know, so a typo is an error rather than silently ignored. */
+        PatchedProviderPatchRequest: {
+            strategy?: components["schemas"]["StrategyEnum"];
+            cooldown_ladder_seconds?: number[];
+            aliases?: string[];
+            track_failures?: boolean;
+            reason?: string;
+        };
+        /** @description Refuses fields it does not know, so a typo is an error rather than silently ignored. */
+        ProfileCreateRequest: {
+            /** @example anthropic:default */
+            id: string;
+            kind: components["schemas"]["ProfileKindEnum"];
+            secret: string;
+            position?: number;
+            /** @default true */
+            enabled?: boolean;
+            /** Format: date-time */
+            expires_at?: string | null;
+            reason?: string;
+        };
+        /** @description Refuses fields it does not know, so a typo is an error rather than silently ignored. */
+        ReportRequest: {
+            /**
+             * @description The profile the call used.
+             * @example anthropic:default
+             */
+            profile: string;
+            /**
+             * @description How the call went.
+             *
+             *     * `success` - success
+             *     * `rate_limit` - rate_limit
+             *     * `overloaded` - overloaded
+             *     * `server_error` - server_error
+             *     * `timeout` - timeout
+             *     * `format` - format
+             *     * `unknown` - unknown
+             *     * `model_not_found` - model_not_found
+             *     * `auth` - auth
+             *     * `auth_permanent` - auth_permanent
+             *     * `billing` - billing
+             */
+            outcome: components["schemas"]["OutcomeEnum"];
+            /**
+             * @description The session the call was for; a failure then fails it over.
+             * @example agent:main:telegram:dm:42
+             */
+            session_key?: string | null;
+            /** @description The select answer's lease_id: a retried report changes nothing. */
+            lease_id?: string | null;
+            /** @description With rate_limit or model_not_found, only this model cools. */
+            model?: string | null;
+            /**
+             * Format: double
+             * @description The upstream's Retry-After: lengthens, never shortens.
+             */
+            retry_after_seconds?: number | null;
+            /** @description Free text for the audit log (the upstream's message). */
+            detail?: string | null;
+        };
+        /** @description Refuses fields it does not know, so a typo is an error rather than silently ignored. */
+        ResetRequest: {
+            /** @example anthropic */
+            provider: string;
+            /** @default reset */
+            reason?: components["schemas"]["ReasonEnum"];
+            model?: string | null;
+        };
+        /** @description Refuses fields it does not know, so a typo is an error rather than silently ignored. */
+        SelectRequest: {
+            /**
+             * @description The gateway's stable slot for the chat.
+             * @example agent:main:telegram:dm:42
+             */
+            session_key: string;
+            /**
+             * @description Provider id or alias.
+             * @example anthropic
+             */
+            provider: string;
+            /**
+             * @description A session boundary (/new): auto pins are dropped, user pins carried.
+             * @default false
+             */
+            new_session?: boolean;
+            /** @description The model the call will use; model-scoped cooldowns apply only with it. */
+            model?: string | null;
+            /**
+             * @description Answer with the ranked candidates the decision was made from.
+             * @default false
+             */
+            explain?: boolean;
+        };
         Error: {
             error: {
                 code: string;
@@ -653,24 +721,6 @@ export interface operations {
                     "application/json": components["schemas"]["Error"];
                 };
             };
-            /** @description unknown session, profile or provider */
-            404: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": components["schemas"]["Error"];
-                };
-            };
-            /** @description method not allowed */
-            405: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": components["schemas"]["Error"];
-                };
-            };
             /** @description not acceptable (the API answers JSON) */
             406: {
                 headers: {
@@ -680,26 +730,8 @@ export interface operations {
                     "application/json": components["schemas"]["Error"];
                 };
             };
-            /** @description conflict */
-            409: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": components["schemas"]["Error"];
-                };
-            };
             /** @description body over 64 KiB */
             413: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": components["schemas"]["Error"];
-                };
-            };
-            /** @description body is not JSON */
-            415: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -743,15 +775,6 @@ export interface operations {
                 };
                 content?: never;
             };
-            /** @description invalid input (nothing changed) */
-            400: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": components["schemas"]["Error"];
-                };
-            };
             /** @description missing or bad token */
             401: {
                 headers: {
@@ -770,24 +793,6 @@ export interface operations {
                     "application/json": components["schemas"]["Error"];
                 };
             };
-            /** @description unknown session, profile or provider */
-            404: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": components["schemas"]["Error"];
-                };
-            };
-            /** @description method not allowed */
-            405: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": components["schemas"]["Error"];
-                };
-            };
             /** @description not acceptable (the API answers JSON) */
             406: {
                 headers: {
@@ -797,26 +802,8 @@ export interface operations {
                     "application/json": components["schemas"]["Error"];
                 };
             };
-            /** @description conflict */
-            409: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": components["schemas"]["Error"];
-                };
-            };
             /** @description body over 64 KiB */
             413: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": components["schemas"]["Error"];
-                };
-            };
-            /** @description body is not JSON */
-            415: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -891,24 +878,6 @@ export interface operations {
                     "application/json": components["schemas"]["Error"];
                 };
             };
-            /** @description unknown session, profile or provider */
-            404: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": components["schemas"]["Error"];
-                };
-            };
-            /** @description method not allowed */
-            405: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": components["schemas"]["Error"];
-                };
-            };
             /** @description not acceptable (the API answers JSON) */
             406: {
                 headers: {
@@ -918,26 +887,8 @@ export interface operations {
                     "application/json": components["schemas"]["Error"];
                 };
             };
-            /** @description conflict */
-            409: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": components["schemas"]["Error"];
-                };
-            };
             /** @description body over 64 KiB */
             413: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": components["schemas"]["Error"];
-                };
-            };
-            /** @description body is not JSON */
-            415: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -974,7 +925,7 @@ export interface operations {
         };
         requestBody: {
             content: {
-                "application/json": components["schemas"]["ProfileCreateRequestRequest"];
+                "application/json": components["schemas"]["ProfileCreateRequest"];
             };
         };
         responses: {
@@ -1013,24 +964,6 @@ export interface operations {
                     "application/json": components["schemas"]["Error"];
                 };
             };
-            /** @description unknown session, profile or provider */
-            404: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": components["schemas"]["Error"];
-                };
-            };
-            /** @description method not allowed */
-            405: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": components["schemas"]["Error"];
-                };
-            };
             /** @description not acceptable (the API answers JSON) */
             406: {
                 headers: {
@@ -1040,7 +973,7 @@ export interface operations {
                     "application/json": components["schemas"]["Error"];
                 };
             };
-            /** @description conflict */
+            /** @description a profile with that id exists */
             409: {
                 headers: {
                     [name: string]: unknown;
@@ -1142,15 +1075,6 @@ export interface operations {
                     "application/json": components["schemas"]["Error"];
                 };
             };
-            /** @description method not allowed */
-            405: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": components["schemas"]["Error"];
-                };
-            };
             /** @description not acceptable (the API answers JSON) */
             406: {
                 headers: {
@@ -1160,26 +1084,8 @@ export interface operations {
                     "application/json": components["schemas"]["Error"];
                 };
             };
-            /** @description conflict */
-            409: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": components["schemas"]["Error"];
-                };
-            };
             /** @description body over 64 KiB */
             413: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": components["schemas"]["Error"];
-                };
-            };
-            /** @description body is not JSON */
-            415: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -1262,15 +1168,6 @@ export interface operations {
                     "application/json": components["schemas"]["Error"];
                 };
             };
-            /** @description method not allowed */
-            405: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": components["schemas"]["Error"];
-                };
-            };
             /** @description not acceptable (the API answers JSON) */
             406: {
                 headers: {
@@ -1280,26 +1177,8 @@ export interface operations {
                     "application/json": components["schemas"]["Error"];
                 };
             };
-            /** @description conflict */
-            409: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": components["schemas"]["Error"];
-                };
-            };
             /** @description body over 64 KiB */
             413: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": components["schemas"]["Error"];
-                };
-            };
-            /** @description body is not JSON */
-            415: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -1338,7 +1217,7 @@ export interface operations {
         };
         requestBody?: {
             content: {
-                "application/json": components["schemas"]["PatchedProfilePatchRequestRequest"];
+                "application/json": components["schemas"]["PatchedProfilePatchRequest"];
             };
         };
         responses: {
@@ -1386,26 +1265,8 @@ export interface operations {
                     "application/json": components["schemas"]["Error"];
                 };
             };
-            /** @description method not allowed */
-            405: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": components["schemas"]["Error"];
-                };
-            };
             /** @description not acceptable (the API answers JSON) */
             406: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": components["schemas"]["Error"];
-                };
-            };
-            /** @description conflict */
-            409: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -1462,7 +1323,7 @@ export interface operations {
         };
         requestBody?: {
             content: {
-                "application/json": components["schemas"]["ActionRequestRequest"];
+                "application/json": components["schemas"]["ActionRequest"];
             };
         };
         responses: {
@@ -1510,26 +1371,8 @@ export interface operations {
                     "application/json": components["schemas"]["Error"];
                 };
             };
-            /** @description method not allowed */
-            405: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": components["schemas"]["Error"];
-                };
-            };
             /** @description not acceptable (the API answers JSON) */
             406: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": components["schemas"]["Error"];
-                };
-            };
-            /** @description conflict */
-            409: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -1586,7 +1429,7 @@ export interface operations {
         };
         requestBody?: {
             content: {
-                "application/json": components["schemas"]["ActionRequestRequest"];
+                "application/json": components["schemas"]["ActionRequest"];
             };
         };
         responses: {
@@ -1634,26 +1477,8 @@ export interface operations {
                     "application/json": components["schemas"]["Error"];
                 };
             };
-            /** @description method not allowed */
-            405: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": components["schemas"]["Error"];
-                };
-            };
             /** @description not acceptable (the API answers JSON) */
             406: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": components["schemas"]["Error"];
-                };
-            };
-            /** @description conflict */
-            409: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -1710,7 +1535,7 @@ export interface operations {
         };
         requestBody?: {
             content: {
-                "application/json": components["schemas"]["ActionRequestRequest"];
+                "application/json": components["schemas"]["ActionRequest"];
             };
         };
         responses: {
@@ -1758,26 +1583,8 @@ export interface operations {
                     "application/json": components["schemas"]["Error"];
                 };
             };
-            /** @description method not allowed */
-            405: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": components["schemas"]["Error"];
-                };
-            };
             /** @description not acceptable (the API answers JSON) */
             406: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": components["schemas"]["Error"];
-                };
-            };
-            /** @description conflict */
-            409: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -1840,15 +1647,6 @@ export interface operations {
                     "application/json": components["schemas"]["ProviderState"][];
                 };
             };
-            /** @description invalid input (nothing changed) */
-            400: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": components["schemas"]["Error"];
-                };
-            };
             /** @description missing or bad token */
             401: {
                 headers: {
@@ -1867,24 +1665,6 @@ export interface operations {
                     "application/json": components["schemas"]["Error"];
                 };
             };
-            /** @description unknown session, profile or provider */
-            404: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": components["schemas"]["Error"];
-                };
-            };
-            /** @description method not allowed */
-            405: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": components["schemas"]["Error"];
-                };
-            };
             /** @description not acceptable (the API answers JSON) */
             406: {
                 headers: {
@@ -1894,26 +1674,8 @@ export interface operations {
                     "application/json": components["schemas"]["Error"];
                 };
             };
-            /** @description conflict */
-            409: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": components["schemas"]["Error"];
-                };
-            };
             /** @description body over 64 KiB */
             413: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": components["schemas"]["Error"];
-                };
-            };
-            /** @description body is not JSON */
-            415: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -1996,15 +1758,6 @@ export interface operations {
                     "application/json": components["schemas"]["Error"];
                 };
             };
-            /** @description method not allowed */
-            405: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": components["schemas"]["Error"];
-                };
-            };
             /** @description not acceptable (the API answers JSON) */
             406: {
                 headers: {
@@ -2014,26 +1767,8 @@ export interface operations {
                     "application/json": components["schemas"]["Error"];
                 };
             };
-            /** @description conflict */
-            409: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": components["schemas"]["Error"];
-                };
-            };
             /** @description body over 64 KiB */
             413: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": components["schemas"]["Error"];
-                };
-            };
-            /** @description body is not JSON */
-            415: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -2072,7 +1807,7 @@ export interface operations {
         };
         requestBody?: {
             content: {
-                "application/json": components["schemas"]["PatchedProviderPatchRequestRequest"];
+                "application/json": components["schemas"]["PatchedProviderPatchRequest"];
             };
         };
         responses: {
@@ -2120,15 +1855,6 @@ export interface operations {
                     "application/json": components["schemas"]["Error"];
                 };
             };
-            /** @description method not allowed */
-            405: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": components["schemas"]["Error"];
-                };
-            };
             /** @description not acceptable (the API answers JSON) */
             406: {
                 headers: {
@@ -2138,7 +1864,7 @@ export interface operations {
                     "application/json": components["schemas"]["Error"];
                 };
             };
-            /** @description conflict */
+            /** @description an alias already names another provider */
             409: {
                 headers: {
                     [name: string]: unknown;
@@ -2194,7 +1920,7 @@ export interface operations {
         };
         requestBody: {
             content: {
-                "application/json": components["schemas"]["ReportRequestRequest"];
+                "application/json": components["schemas"]["ReportRequest"];
             };
         };
         responses: {
@@ -2242,15 +1968,6 @@ export interface operations {
                     "application/json": components["schemas"]["Error"];
                 };
             };
-            /** @description method not allowed */
-            405: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": components["schemas"]["Error"];
-                };
-            };
             /** @description not acceptable (the API answers JSON) */
             406: {
                 headers: {
@@ -2260,7 +1977,7 @@ export interface operations {
                     "application/json": components["schemas"]["Error"];
                 };
             };
-            /** @description conflict */
+            /** @description the lease expired, or names another session or profile */
             409: {
                 headers: {
                     [name: string]: unknown;
@@ -2316,7 +2033,7 @@ export interface operations {
         };
         requestBody: {
             content: {
-                "application/json": components["schemas"]["SelectRequestRequest"];
+                "application/json": components["schemas"]["SelectRequest"];
             };
         };
         responses: {
@@ -2364,15 +2081,6 @@ export interface operations {
                     "application/json": components["schemas"]["Error"];
                 };
             };
-            /** @description method not allowed */
-            405: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": components["schemas"]["Error"];
-                };
-            };
             /** @description not acceptable (the API answers JSON) */
             406: {
                 headers: {
@@ -2382,7 +2090,7 @@ export interface operations {
                     "application/json": components["schemas"]["Error"];
                 };
             };
-            /** @description conflict */
+            /** @description the provider has no profile an operator has left on */
             409: {
                 headers: {
                     [name: string]: unknown;
@@ -2484,15 +2192,6 @@ export interface operations {
                     "application/json": components["schemas"]["Error"];
                 };
             };
-            /** @description method not allowed */
-            405: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": components["schemas"]["Error"];
-                };
-            };
             /** @description not acceptable (the API answers JSON) */
             406: {
                 headers: {
@@ -2502,26 +2201,8 @@ export interface operations {
                     "application/json": components["schemas"]["Error"];
                 };
             };
-            /** @description conflict */
-            409: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": components["schemas"]["Error"];
-                };
-            };
             /** @description body over 64 KiB */
             413: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": components["schemas"]["Error"];
-                };
-            };
-            /** @description body is not JSON */
-            415: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -2609,15 +2290,6 @@ export interface operations {
                     "application/json": components["schemas"]["Error"];
                 };
             };
-            /** @description method not allowed */
-            405: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": components["schemas"]["Error"];
-                };
-            };
             /** @description not acceptable (the API answers JSON) */
             406: {
                 headers: {
@@ -2627,26 +2299,8 @@ export interface operations {
                     "application/json": components["schemas"]["Error"];
                 };
             };
-            /** @description conflict */
-            409: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": components["schemas"]["Error"];
-                };
-            };
             /** @description body over 64 KiB */
             413: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": components["schemas"]["Error"];
-                };
-            };
-            /** @description body is not JSON */
-            415: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -2685,7 +2339,7 @@ export interface operations {
         };
         requestBody: {
             content: {
-                "application/json": components["schemas"]["OverrideRequestRequest"];
+                "application/json": components["schemas"]["OverrideRequest"];
             };
         };
         responses: {
@@ -2733,26 +2387,8 @@ export interface operations {
                     "application/json": components["schemas"]["Error"];
                 };
             };
-            /** @description method not allowed */
-            405: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": components["schemas"]["Error"];
-                };
-            };
             /** @description not acceptable (the API answers JSON) */
             406: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": components["schemas"]["Error"];
-                };
-            };
-            /** @description conflict */
-            409: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -2800,7 +2436,10 @@ export interface operations {
     };
     sessions_override_destroy: {
         parameters: {
-            query?: never;
+            query?: {
+                /** @description only this provider's pin (v2); without it, every pin of the session */
+                provider?: string;
+            };
             header?: never;
             path: {
                 session_key: string;
@@ -2853,15 +2492,6 @@ export interface operations {
                     "application/json": components["schemas"]["Error"];
                 };
             };
-            /** @description method not allowed */
-            405: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": components["schemas"]["Error"];
-                };
-            };
             /** @description not acceptable (the API answers JSON) */
             406: {
                 headers: {
@@ -2871,26 +2501,8 @@ export interface operations {
                     "application/json": components["schemas"]["Error"];
                 };
             };
-            /** @description conflict */
-            409: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": components["schemas"]["Error"];
-                };
-            };
             /** @description body over 64 KiB */
             413: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": components["schemas"]["Error"];
-                };
-            };
-            /** @description body is not JSON */
-            415: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -2929,7 +2541,7 @@ export interface operations {
         };
         requestBody: {
             content: {
-                "application/json": components["schemas"]["ResetRequestRequest"];
+                "application/json": components["schemas"]["ResetRequest"];
             };
         };
         responses: {
@@ -2977,15 +2589,6 @@ export interface operations {
                     "application/json": components["schemas"]["Error"];
                 };
             };
-            /** @description method not allowed */
-            405: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": components["schemas"]["Error"];
-                };
-            };
             /** @description not acceptable (the API answers JSON) */
             406: {
                 headers: {
@@ -2995,7 +2598,7 @@ export interface operations {
                     "application/json": components["schemas"]["Error"];
                 };
             };
-            /** @description conflict */
+            /** @description the provider has no profile an operator has left on */
             409: {
                 headers: {
                     [name: string]: unknown;
@@ -3051,7 +2654,7 @@ export interface operations {
         };
         requestBody?: {
             content: {
-                "application/json": components["schemas"]["BulkResetRequestRequest"];
+                "application/json": components["schemas"]["BulkResetRequest"];
             };
         };
         responses: {
@@ -3090,35 +2693,8 @@ export interface operations {
                     "application/json": components["schemas"]["Error"];
                 };
             };
-            /** @description unknown session, profile or provider */
-            404: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": components["schemas"]["Error"];
-                };
-            };
-            /** @description method not allowed */
-            405: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": components["schemas"]["Error"];
-                };
-            };
             /** @description not acceptable (the API answers JSON) */
             406: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": components["schemas"]["Error"];
-                };
-            };
-            /** @description conflict */
-            409: {
                 headers: {
                     [name: string]: unknown;
                 };
