@@ -35,3 +35,35 @@ class ApiToken(models.Model):
 
     def has_scope(self, scope):
         return scope in self.scopes
+
+
+class ChartHour(models.Model):
+    """One closed hour of the audit log whose chart counts are rolled up in `ChartCount` (console/ui/charts.py)."""
+
+    hour = models.DateTimeField(primary_key=True)
+    rolled_at = models.DateTimeField()
+
+    class Meta:
+        ordering = ["-hour"]
+
+    def __str__(self):
+        return f"{self.hour:%Y-%m-%d %H:00}"
+
+
+class ChartCount(models.Model):
+    """How many chart events of one kind and source one closed hour holds, by the profile they count
+    against (`axis` subject) or by outcome (`axis` outcome): a day or a week is read from these, not from
+    every event. Derived data: rebuilt from the events when missing, never edited."""
+
+    hour = models.ForeignKey(ChartHour, on_delete=models.CASCADE, related_name="counts", db_column="hour")
+    axis = models.CharField(max_length=8)
+    kind = models.CharField(max_length=32)
+    source = models.CharField(max_length=16, blank=True, default="")
+    label = models.CharField(max_length=255, blank=True, default="")
+    n = models.PositiveIntegerField()
+
+    class Meta:
+        ordering = ["hour", "axis", "kind", "source", "label"]
+
+    def __str__(self):
+        return f"{self.hour_id} {self.axis} {self.kind} {self.label}: {self.n}"

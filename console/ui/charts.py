@@ -56,7 +56,7 @@ def build(now, window):
                      "reports that started a cooldown or a disablement")
     pins = Chart("Pins set, by source", "pins", "auto: set by failover; user: set by a person")
     per_profile = defaultdict(lambda: {"failovers": 0, "cooldowns": 0, "disabled": 0})
-    by_subject, by_outcome = queries.chart_rows(start, window)
+    by_subject, by_outcome = queries.chart_rows(start, window, now)
     for row in by_subject:
         index = _index(row, start, step, window)
         if not 0 <= index < count:

@@ -6,6 +6,7 @@ Reads only; the rules they mirror live in `profiles.rules` (availability) and ar
 from collections import defaultdict
 from datetime import timedelta
 
+from django.db import connection, transaction
 from django.db.models import Case, CharField, Count, Prefetch, Q, Value, When
 from django.db.models.functions import (
     ExtractHour,
@@ -16,6 +17,7 @@ from django.db.models.functions import (
     TruncHour,
 )
 
+from console.models import ChartCount, ChartHour
 from profiles.models import Event, EventKind
 from profiles.queries import unavailable_q
 from sessions_app.models import Pin, Session
@@ -106,19 +108,76 @@ def _buckets(window):
     return fields
 
 
-def chart_rows(since, window):
-    """Event counts since `since` per bar (`bucket` and `part`) and kind, in two grouped scans of the window
-    through the `event_kind_at` index (only its columns are read, so PostgreSQL may answer from the index):
+def _grouped(events, buckets):
+    """The two grouped scans of chart events, with `buckets` (annotations) among the group keys:
 
     - by the profile counted against (`subject`) and source: for a failover (an `auto` override_set) the
       profile the session left, named first in its reason; otherwise the event's own profile;
     - by outcome, for the failure reports that took a profile out (cooldown_started, and disabled by the
       gateway): named first in the window's reason.
     """
-    buckets = _buckets(window)
     keys = ["kind", "source", *buckets]
-    events = Event.objects.filter(at__gte=since, kind__in=CHART_KINDS).annotate(**buckets)
+    events = events.filter(kind__in=CHART_KINDS).annotate(**buckets)
     by_subject = events.annotate(subject=SUBJECT).values(*keys, "subject").annotate(n=Count("id")).order_by()
     by_outcome = (events.filter(kind__in=OUTCOME_KINDS).annotate(outcome=OUTCOME).values(*keys, "outcome")
                   .annotate(n=Count("id")).order_by())
     return list(by_subject), list(by_outcome)
+
+
+# An hour is rolled up once it closed this long ago: an instance whose clock lags a little may still date an
+# event in the hour just closed.
+ROLLUP_GRACE = timedelta(minutes=5)
+
+
+def _hour(moment):
+    return moment.replace(minute=0, second=0, microsecond=0)
+
+
+def roll_up(start, end, now):
+    """Make sure every closed hour in [start, end) has its counts in `ChartCount` (one grouped scan of the
+    hours still missing, written with a marker per hour); concurrent callers wait for each other."""
+    hours, hour = [], _hour(start)
+    while hour < end:
+        hours.append(hour)
+        hour += timedelta(hours=1)
+    if not hours or not set(hours) - set(ChartHour.objects.filter(hour__in=hours).values_list("hour", flat=True)):
+        return
+    with transaction.atomic():
+        if connection.vendor == "postgresql":
+            with connection.cursor() as cursor:
+                cursor.execute("SELECT pg_advisory_xact_lock(hashtext('authbroker.chart_rollup'))")
+        missing = sorted(set(hours) - set(ChartHour.objects.filter(hour__in=hours).values_list("hour", flat=True)))
+        if not missing:
+            return
+        by_subject, by_outcome = _grouped(Event.objects.filter(at__gte=missing[0], at__lt=missing[-1] + timedelta(hours=1)),
+                                          {"bucket": TruncHour("at")})
+        wanted = set(missing)
+        ChartHour.objects.bulk_create([ChartHour(hour=h, rolled_at=now) for h in missing])
+        ChartCount.objects.bulk_create(
+            [ChartCount(hour_id=row["bucket"], axis="subject", kind=row["kind"], source=row["source"],
+                        label=row["subject"] or "", n=row["n"]) for row in by_subject if row["bucket"] in wanted]
+            + [ChartCount(hour_id=row["bucket"], axis="outcome", kind=row["kind"], source=row["source"],
+                          label=row["outcome"] or "", n=row["n"]) for row in by_outcome if row["bucket"] in wanted])
+
+
+def chart_rows(since, window, now=None):
+    """Chart event counts since `since` per bar (`bucket`, with `part` inside it) and kind: rows by subject
+    and rows by outcome (`_grouped`).
+
+    The hour window reads the events themselves (a few thousand rows at most). A day or a week reads the
+    closed hours from their rollup (`roll_up`, computed once per hour) and only the open hour from the events,
+    so its cost does not grow with the number of events (docs/performance.md, "The console's charts").
+    """
+    if window == "hour" or now is None:
+        return _grouped(Event.objects.filter(at__gte=since), _buckets(window))
+    closed = min(_hour(now - ROLLUP_GRACE), now)
+    closed = max(closed, since)
+    roll_up(since, closed, now)
+    by_subject, by_outcome = _grouped(Event.objects.filter(at__gte=closed), _buckets(window))
+    for count in ChartCount.objects.filter(hour__gte=since, hour__lt=closed).order_by():
+        row = {"kind": count.kind, "source": count.source, "bucket": count.hour_id, "n": count.n}
+        if count.axis == "subject":
+            by_subject.append({**row, "subject": count.label})
+        else:
+            by_outcome.append({**row, "outcome": count.label})
+    return by_subject, by_outcome
