@@ -476,9 +476,9 @@ def _check_version(check, data):
 def read_auth_files(profiles_path, state_path=None):
     """An `auth-profiles.json`, with its `auth-state.json` when there is one (split form).
 
-    In the split form the state file is the truth for `order`, `lastGood` and `usageStats`; the same
-    keys left over in the profiles file (from before the split) are used only where the state file
-    has none.
+    In the split form the state file is the truth for `order`, `lastGood` and `usageStats`; entries
+    left over in the profiles file (from before the split) count only for a provider or profile the
+    state file does not mention, as openclaw 2026.4 merges them.
     """
     profiles_path = Path(profiles_path)
     data = read_json_file(profiles_path, MAX_AUTH_FILE_BYTES)
@@ -500,9 +500,11 @@ def read_auth_files(profiles_path, state_path=None):
         _check_version(state_check, state)
         from_state = AuthStore(origin=str(state_path), form=form)
         parse_state(state_check, state, from_state)
-        for key, name in (("order", "order"), ("lastGood", "last_good"), ("usageStats", "usage")):
-            if key in state:
-                setattr(store, name, getattr(from_state, name))
+        # openclaw 2026.4 (loadPersistedAuthProfileStore): per provider / per profile, the state
+        # file's entry wins over one left in auth-profiles.json.
+        store.order = {**store.order, **from_state.order}
+        store.last_good = {**store.last_good, **from_state.last_good}
+        store.usage = {**store.usage, **from_state.usage}
     return store
 
 
