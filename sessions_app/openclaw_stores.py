@@ -191,6 +191,32 @@ class Snapshot:
     def sessions(self):
         return [s for a in self.agents.values() for s in a.sessions]
 
+    def merged(self):
+        """One store for authbroker's single pool, and the conflicts it settled.
+
+        openclaw copies main's profiles (and their stats, as they were then) into an agent's own store
+        when the agent is created, so the same id is often in several stores. The first store in
+        `stores()` order that holds an id wins for its credential and usage stats, and the first that
+        has an order / lastGood for a provider wins for that provider: the shared (main) store is the
+        one the gateway keeps current. An id whose credential differs between stores is named in the
+        returned conflicts (never the secrets themselves).
+        """
+        out = AuthStore(origin=", ".join(s.origin for s in self.stores()), form="merged")
+        conflicts = []
+        for store in self.stores():
+            for profile_id, profile in store.profiles.items():
+                kept = out.profiles.setdefault(profile_id, profile)
+                if kept is not profile and kept != profile:
+                    conflicts.append(f"{profile_id}: {store.origin} holds a different credential than "
+                                     "the store read before it; that one is kept")
+            for profile_id, usage in store.usage.items():
+                out.usage.setdefault(profile_id, usage)
+            for provider, ids in store.order.items():
+                out.order.setdefault(provider, ids)
+            for provider, profile_id in store.last_good.items():
+                out.last_good.setdefault(provider, profile_id)
+        return out, conflicts
+
 
 # ---------------------------------------------------------------- JSON
 
@@ -705,20 +731,25 @@ def read_state_dir(path):
         json_state = auth_dir / "auth-state.json"
         json_sessions = agent_path / "sessions" / "sessions.json"
         db_sessions = None
+        # Since 2026.9 openclaw ignores the JSON files at run time ("retired auth profile files are
+        # ignored by runtime"; `openclaw doctor --fix` migrates and archives them), so once the
+        # installation keeps its store in SQLite, JSON files left in an agent directory are not read.
+        retired = db_path.is_file() or snapshot.shared is not None
         if db_path.is_file():
             agent.auth, db_sessions, agent.app_version = read_agent_db(db_path, agent.id, snapshot.warnings)
-            for stale in (json_profiles, json_state):
+        if retired:
+            for stale in (json_profiles, json_state, json_sessions):
                 if stale.is_file():
-                    snapshot.warnings.append(f"{stale}: ignored: {db_path} is the store openclaw reads")
+                    snapshot.warnings.append(
+                        f"{stale}: ignored: openclaw 2026.9 keeps this agent's state in SQLite and no "
+                        "longer reads it (run `openclaw doctor --fix` to migrate it, then import again)")
         elif json_profiles.is_file():
             agent.auth = read_auth_files(json_profiles, json_state if json_state.is_file() else None)
         elif json_state.is_file():
             raise StoreError(json_state, None, "has no auth-profiles.json beside it")
         if db_sessions:
             agent.sessions, agent.sessions_form = db_sessions, "sqlite"
-            if json_sessions.is_file():
-                snapshot.warnings.append(f"{json_sessions}: ignored: {db_path} holds the sessions")
-        elif json_sessions.is_file():
+        elif not retired and json_sessions.is_file():
             agent.sessions, agent.sessions_form = read_sessions_file(json_sessions, agent.id), "json"
         total_sessions += len(agent.sessions)
         if total_sessions > MAX_SESSIONS:

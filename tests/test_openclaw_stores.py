@@ -200,12 +200,19 @@ def test_it_reads_the_split_files_with_the_state_file_winning_per_key(tmp_path):
     assert store.usage["b:y"].error_count == 1
 
 
-def test_it_prefers_the_agent_database_and_warns_about_json_left_beside_it(tmp_path):
+def test_it_ignores_json_files_left_in_a_2026_9_installation_with_a_warning(tmp_path):
+    """openclaw 2026.9 no longer reads them; `openclaw doctor --fix` migrates them."""
     state = shutil.copytree(FIXTURES / "sqlite", tmp_path / "state-dir")
     shutil.copy(FIXTURES / "auth-profiles.json", state / "agents" / "ops" / "agent" / "auth-profiles.json")
+    (state / "agents" / "main" / "sessions").mkdir(parents=True)
+    shutil.copy(FIXTURES / "sessions.json", state / "agents" / "main" / "sessions" / "sessions.json")
     snapshot = read_state_dir(state)
+    assert "z.ai:default" not in snapshot.agents["ops"].auth.profiles
     assert "anthropic:ops" in snapshot.agents["ops"].auth.profiles
-    assert any("auth-profiles.json: ignored" in w for w in snapshot.warnings)
+    assert "agent:main:telegram:dm:42" in {s.key for s in snapshot.sessions()}
+    assert "agent:main:slack:dm:U999" not in {s.key for s in snapshot.sessions()}  # only in the JSON file
+    assert sorted(Path(w.split(": ")[0]).name for w in snapshot.warnings) == ["auth-profiles.json", "sessions.json"]
+    assert all("openclaw doctor --fix" in w for w in snapshot.warnings)
 
 
 # ---------------------------------------------------------------- the hand-written seed-shaped files
@@ -485,3 +492,28 @@ def test_it_refuses_a_file_that_is_not_an_sqlite_database(tmp_path):
     (state / "state" / "openclaw.sqlite").write_bytes(b"not a database" * 100)
     with pytest.raises(StoreError, match="cannot be opened read-only as an SQLite database"):
         read_state_dir(state)
+
+
+@pytest.mark.parametrize("form", FORMS)
+def test_it_merges_the_stores_with_main_winning_over_an_agents_copy(form):
+    snapshot = read_state_dir(FIXTURES / form)
+    merged, conflicts = snapshot.merged()
+    main = main_store(snapshot)
+    assert list(merged.profiles)[: len(main.profiles)] == list(main.profiles)
+    assert "anthropic:ops" in merged.profiles  # only agent ops has it
+    assert merged.order["anthropic"] == main.order["anthropic"]  # not ops's own order
+    assert merged.usage["anthropic:backup1"] is main.usage["anthropic:backup1"]
+    assert conflicts == []  # ops holds copies of main's credentials, unchanged
+
+
+def test_it_names_a_profile_whose_credential_differs_between_stores(tmp_path):
+    state = shutil.copytree(FIXTURES / "split-json", tmp_path / "state-dir")
+    path = state / "agents" / "ops" / "agent" / "auth-profiles.json"
+    data = json.loads(path.read_text())
+    data["profiles"]["anthropic:backup2"]["key"] = "sk-ant-rotated-in-ops-only"
+    path.write_text(json.dumps(data))
+    snapshot = read_state_dir(state)
+    merged, conflicts = snapshot.merged()
+    assert merged.profiles["anthropic:backup2"].secret == "sk-ant-api03-gen-backup2-2222222222"
+    assert len(conflicts) == 1 and conflicts[0].startswith("anthropic:backup2: ")
+    assert "rotated" not in conflicts[0] and "2222" not in conflicts[0]
