@@ -690,9 +690,16 @@ def read_agent_db(path, agent_id, warnings):
             total = db.execute("SELECT count(*) FROM session_nodes").fetchone()[0]
             if total > MAX_SESSIONS:
                 raise StoreError(path, "session_nodes", f"holds {total} sessions, above the limit of {MAX_SESSIONS}")
-            rows = db.execute("SELECT session_key, current_session_id, entry_json FROM session_nodes "
+            # entry_valid: 1 checked, 0 not yet checked, -1 found invalid by openclaw (which does
+            # not use such an entry); those are skipped with a warning.
+            valid = "entry_valid" if "entry_valid" in _columns(db, "session_nodes") else "1"
+            rows = db.execute(f"SELECT session_key, current_session_id, entry_json, {valid} FROM session_nodes "
                               "ORDER BY rowid")
-            for key, current_id, entry_json in rows:
+            for key, current_id, entry_json, entry_valid in rows:
+                if entry_valid == -1:
+                    warnings.append(f"{path}: session_nodes[{_label(key)}] skipped: openclaw marked its "
+                                    "entry invalid (entry_valid = -1)")
+                    continue
                 origin, entry = _cell(path, "session_nodes", key, "entry_json", entry_json)
                 check = _Check(origin)
                 session = parse_session_entry(check, key, entry, agent_id, "the entry")

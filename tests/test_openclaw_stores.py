@@ -517,3 +517,14 @@ def test_it_names_a_profile_whose_credential_differs_between_stores(tmp_path):
     assert merged.profiles["anthropic:backup2"].secret == "sk-ant-api03-gen-backup2-2222222222"
     assert len(conflicts) == 1 and conflicts[0].startswith("anthropic:backup2: ")
     assert "rotated" not in conflicts[0] and "2222" not in conflicts[0]
+
+
+def test_it_skips_a_session_row_openclaw_marked_invalid(tmp_path):
+    state = sqlite_copy(tmp_path)
+    db = state / "agents" / "main" / "agent" / "openclaw-agent.sqlite"
+    edit_cell(db, "UPDATE session_nodes SET entry_valid = -1 WHERE session_key = 'agent:main:main'")
+    snapshot = read_state_dir(state)
+    assert "agent:main:main" not in {s.key for s in snapshot.sessions()}
+    assert len(snapshot.sessions()) == 5
+    assert snapshot.warnings == [f"{db}: session_nodes[\"agent:main:main\"] skipped: openclaw marked its entry "
+                                 "invalid (entry_valid = -1)"]
