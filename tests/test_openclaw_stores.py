@@ -144,7 +144,7 @@ def test_it_reads_a_subscription_block():
     work = snapshot.shared.usage["openai:work"]
     assert work.blocked_reason == "subscription_limit"
     assert work.blocked_source == "codex_rate_limits"
-    assert 5 * HOUR <= work.blocked_until - t0 < 5 * HOUR + 60_000
+    assert 5 * HOUR <= work.blocked_until - t0 < 5 * HOUR + 300_000  # written within minutes of t0
     assert work.cooldown_until is None and work.disabled_until is None
 
 
