@@ -3,7 +3,7 @@
 from django.db import connection
 from django.utils import timezone
 
-from profiles.models import Event
+from profiles.models import AuthProfile, Event
 
 
 def purge_events(before):
@@ -38,3 +38,14 @@ def clock_skew_seconds():
     if db_now is None:
         return None
     return round(((before + (after - before) / 2) - db_now).total_seconds(), 3)
+
+
+def secret_ref(profile_id):
+    """The reference a profile holds instead of a secret (`{source, provider, id}`), or None.
+
+    Read only for a profile with no stored secret, whose select answers the reference; the hot paths
+    otherwise never load the metadata.
+    """
+    metadata = AuthProfile.objects.filter(pk=profile_id).values_list("metadata", flat=True).first()
+    ref = (metadata or {}).get("secret_ref")
+    return dict(ref) if isinstance(ref, dict) else None

@@ -1,4 +1,4 @@
-"""The openclaw store reader (sessions_app/openclaw_stores.py) on every form, without a database.
+"""The openclaw store reader (sessions_app/openclaw/stores.py) on every form, without a database.
 
 The stores under tests/fixtures/openclaw/<form>/ were written by the real openclaw packages
 (generate.mjs); <form>.view.json is what openclaw's own readers returned for them, so the reader is
@@ -13,8 +13,8 @@ from pathlib import Path
 
 import pytest
 
-from sessions_app import openclaw_stores as oc
-from sessions_app.openclaw_stores import (
+from sessions_app.openclaw import stores as oc
+from sessions_app.openclaw.stores import (
     StoreError,
     read_auth_files,
     read_sessions_file,

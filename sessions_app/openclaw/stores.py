@@ -26,6 +26,7 @@ import json
 import math
 import sqlite3
 from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from urllib.parse import quote
 
@@ -57,7 +58,7 @@ MAX_AUTH_FILE_BYTES = 64 * 1024 * 1024
 MAX_SESSIONS_FILE_BYTES = 1024 * 1024 * 1024
 # Text fields (ids, reasons, model names, emails).
 MAX_ID_CHARS = 255
-MAX_REASON_CHARS = 64
+MAX_REASON_CHARS = 32
 MAX_MODEL_CHARS = 190
 MAX_EMAIL_CHARS = 320
 # Integers with more digits than this are out of every range above; refusing them before int()
@@ -71,6 +72,20 @@ PIN_SOURCES = ("auto", "user", "user-link")
 
 SHARED_DB = Path("state") / "openclaw.sqlite"
 AGENT_DB = "openclaw-agent.sqlite"
+
+
+EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+ONE_MS = timedelta(milliseconds=1)
+
+
+def from_ms(ms):
+    """An epoch-milliseconds value (as this reader returns it) as an aware UTC datetime."""
+    return EPOCH + timedelta(milliseconds=ms)
+
+
+def to_ms(moment):
+    """An aware datetime as epoch milliseconds, the way openclaw writes times."""
+    return (moment - EPOCH) // ONE_MS
 
 
 class StoreError(Exception):
