@@ -79,7 +79,10 @@ def import_files(auth_profiles_path, sessions_path=None, *, now, auth_state_path
     """An `auth-profiles.json` (with its `auth-state.json` in the split form) and a `sessions.json`."""
     store = stores.read_auth_files(auth_profiles_path, auth_state_path)
     sessions = stores.read_sessions_file(sessions_path) if sessions_path else None
-    origins = dict.fromkeys(store.profiles, store.origin)
+    profiles_file, state_file = str(auth_profiles_path), str(auth_state_path or auth_profiles_path)
+    origins = {("profiles", pid): profiles_file for pid in store.profiles}
+    origins |= {("order", provider): state_file for provider in store.order}
+    origins |= {("lastGood", provider): state_file for provider in store.last_good}
     return import_store(store, sessions, now=now, origins=origins)
 
 
@@ -88,9 +91,14 @@ def import_state_dir(path, *, now):
     snapshot = stores.read_state_dir(path)
     merged, conflicts = snapshot.merged()
     origins = {}
-    for store in snapshot.stores():
+    for store in snapshot.stores():  # the store each entry of the merged pool came from
+        profiles_file, _, state_file = store.origin.partition(" + ")  # the split form names both files
         for profile_id in store.profiles:
-            origins.setdefault(profile_id, store.origin)
+            origins.setdefault(("profiles", profile_id), profiles_file)
+        for provider in store.order:
+            origins.setdefault(("order", provider), state_file or profiles_file)
+        for provider in store.last_good:
+            origins.setdefault(("lastGood", provider), state_file or profiles_file)
     warnings = list(snapshot.warnings) + [f"conflict: {line}" for line in conflicts]
     return import_store(merged, snapshot.sessions(), now=now, origins=origins, warnings=warnings)
 
@@ -196,8 +204,9 @@ class _Importer:
         self.origins = origins
         self.pid_of = {}  # profile id as the store spells it -> authbroker profile id
 
-    def fail(self, raw_id, where, message):
-        raise StoreError(self.origins.get(raw_id, self.store.origin), where, message)
+    def fail(self, part, key, where, message):
+        """A StoreError naming the file the entry came from (`part`: profiles, order or lastGood)."""
+        raise StoreError(self.origins.get((part, key), self.store.origin), where, message)
 
     def to_pid(self, raw):
         """The authbroker id for a profile id as the store spells it; None when it cannot be one."""
@@ -218,14 +227,14 @@ class _Importer:
             try:
                 provider_id = profile_services.resolve_provider_id(profile.provider)
             except Invalid as exc:
-                self.fail(raw_id, f"{where}.provider", f"is not a usable provider id ({exc.message})")
+                self.fail("profiles", raw_id, f"{where}.provider", f"is not a usable provider id ({exc.message})")
             name = raw_id.split(":", 1)[1] if ":" in raw_id else raw_id
             if not ids.PROFILE_NAME_RE.match(name):
-                self.fail(raw_id, f"{where} (the id)", "has a name part that is empty, longer than 190 characters, "
+                self.fail("profiles", raw_id, f"{where} (the id)", "has a name part that is empty, longer than 190 characters, "
                                                       "or has spaces or control characters")
             pid = f"{provider_id}:{name}"
             if pid in seen:
-                self.fail(raw_id, where, f"names the same profile as profiles[{_label(seen[pid])}] ({pid})")
+                self.fail("profiles", raw_id, where, f"names the same profile as profiles[{_label(seen[pid])}] ({pid})")
             seen[pid] = raw_id
             self.pid_of[raw_id] = pid
             metadata = {}
@@ -290,10 +299,10 @@ class _Importer:
             try:
                 provider_id = profile_services.resolve_provider_id(provider_raw)
             except Invalid as exc:
-                raise StoreError(self.store.origin, where, f"is not a usable provider id ({exc.message})") from None
+                self.fail("order", provider_raw, where, f"is not a usable provider id ({exc.message})")
             if provider_id in order:
-                raise StoreError(self.store.origin, where, f"lists provider {provider_id} again (as "
-                                                          f"order[{_label(spelled[provider_id])}] does)")
+                self.fail("order", provider_raw, where, f"lists provider {provider_id} again (as "
+                                                        f"order[{_label(spelled[provider_id])}] does)")
             order[provider_id], spelled[provider_id] = entries, provider_raw
         positions = {}
         for provider_id, in_store in by_provider.items():
@@ -380,8 +389,8 @@ class _Importer:
             try:
                 provider_id = profile_services.resolve_provider_id(provider_raw)
             except Invalid as exc:
-                raise StoreError(self.store.origin, f"lastGood[{_label(provider_raw)}]",
-                                 f"is not a usable provider id ({exc.message})") from None
+                self.fail("lastGood", provider_raw, f"lastGood[{_label(provider_raw)}]",
+                          f"is not a usable provider id ({exc.message})")
             provider = Provider.objects.select_for_update().filter(pk=provider_id).first()
             pid = self.to_pid(profile_raw)
             if provider is None or pid is None or not AuthProfile.objects.filter(pk=pid, provider=provider).exists():
