@@ -628,3 +628,69 @@ def test_it_writes_the_single_file_form_for_older_openclaw(db, tmp_path):
     data = json.loads((tmp_path / "auth-profiles.json").read_text())
     assert sorted(data) == ["lastGood", "order", "profiles", "usageStats", "version"]
     assert not (tmp_path / "auth-state.json").exists()
+
+
+# ---------------------------------------------------------------- mappings in detail
+
+
+def test_it_keeps_the_later_of_a_block_and_a_disablement(db, tmp_path):
+    """A profile both blocked and disabled gets the window that ends later, with that window's reason."""
+    def change(d):
+        stats(d, "anthropic:backup2").update(blockedUntil=1789050000000, blockedReason="subscription_limit")
+        stats(d, "anthropic:default").update(disabledUntil=1789045000000, disabledReason="billing",
+                                             blockedUntil=1789044000000, blockedReason="subscription_limit")
+    root, _ = split(tmp_path, change)
+    with time_machine.travel(t0("split-json"), tick=False):
+        run("import_openclaw", "--state-dir", str(root))
+    backup2 = AuthProfile.objects.get(pk="anthropic:backup2")  # disabled (billing) until 1789059606975
+    default = AuthProfile.objects.get(pk="anthropic:default")
+    assert (backup2.disabled_until, backup2.disabled_reason) == (from_ms(1789059606975), "billing")
+    assert (default.disabled_until, default.disabled_reason) == (from_ms(1789045000000), "billing")
+
+
+def test_it_cools_one_model_for_a_model_scoped_block(db, tmp_path):
+    """`blockedScope: "model"` blocks only that model: the (profile, model) pair cools, the profile does not."""
+    root, _ = split(tmp_path, lambda d: stats(d, "anthropic:default").update(
+        blockedUntil=1789050000000, blockedReason="subscription_limit", blockedModel="claude-opus-4-6",
+        blockedScope="model"))
+    with time_machine.travel(t0("split-json"), tick=False):
+        run("import_openclaw", "--state-dir", str(root))
+        api = make_client(["gateway"])
+        opus = select(api, "agent:main:o", "anthropic", model="claude-opus-4-6")
+        sonnet = select(api, "agent:main:s", "anthropic", model="claude-sonnet-4-6")
+    default = AuthProfile.objects.get(pk="anthropic:default")
+    assert (default.disabled_until, default.cooldown_until) == (None, None)
+    pair = ModelCooldown.objects.get(profile=default)
+    assert (pair.model, pair.cooldown_until, pair.cooldown_reason) == (
+        "claude-opus-4-6", from_ms(1789050000000), "subscription_limit")
+    assert opus["profile"] != "anthropic:default"
+    assert sonnet["profile"] == "anthropic:default"
+
+
+def test_it_reports_a_conflict_between_agents_without_the_secrets(db, tmp_path):
+    """Two agents holding different credentials under one id: the first (main) wins, stderr names the id."""
+    root, _ = split(tmp_path, lambda d: d["profiles"]["anthropic:backup2"].update(key="sk-ant-ops-own-key-99"),
+                    name="auth-profiles.json", agent="ops")
+    with time_machine.travel(t0("split-json"), tick=False):
+        out, err = run("import_openclaw", "--state-dir", str(root))
+    assert "warning: conflict: anthropic:backup2:" in err
+    assert "sk-ant-ops-own-key-99" not in err + out
+    assert "sk-ant-api03-gen-backup2-2222222222" not in err + out
+    assert AuthProfile.objects.get(pk="anthropic:backup2").reveal_secret() == "sk-ant-api03-gen-backup2-2222222222"
+
+
+def test_it_imports_a_session_key_held_by_two_agents_once(db, tmp_path):
+    """A session key found under a second agent is skipped with a warning; the first agent's entry counts."""
+    root = copy_form(tmp_path, "split-json")
+    main_sessions = root / "agents" / "main" / "sessions" / "sessions.json"
+    ops_sessions = root / "agents" / "ops" / "sessions"
+    ops_sessions.mkdir()
+    entry = json.loads(main_sessions.read_text())["agent:main:main"]
+    (ops_sessions / "sessions.json").write_text(json.dumps({
+        "agent:main:main": {**entry, "sessionId": "44444444-5555-4666-8777-888888888888"},
+        "agent:ops:main": {"sessionId": "55555555-6666-4777-8888-999999999999", "updatedAt": 1789041000000}}))
+    with time_machine.travel(t0("split-json"), tick=False):
+        out, err = run("import_openclaw", "--state-dir", str(root))
+    assert "session 'agent:main:main' of agent ops skipped" in err
+    assert str(Session.objects.get(session_key="agent:main:main").session_id) == entry["sessionId"]
+    assert Session.objects.filter(session_key="agent:ops:main").exists()
