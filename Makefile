@@ -6,20 +6,26 @@ PORT ?= 8000
 WEB_CONCURRENCY ?= 2
 STAMP := $(VENV)/.installed
 
-.PHONY: install run test lint serve worker bench bench-reset migrate clean
+.PHONY: install run test lint serve worker bench bench-reset bench-client migrate static clean
 
 install: $(STAMP)
 
-$(STAMP): pyproject.toml
+$(STAMP): pyproject.toml clients/python/pyproject.toml
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --quiet -e ".[dev]"
+	# The Python client and its LiteLLM adapter (tests/test_client.py, tests/test_litellm_adapter.py).
+	$(PY) -m pip install --quiet -e "./clients/python[litellm]"
 	@touch $(STAMP)
 
 migrate: install
 	$(PY) manage.py migrate --noinput
 
-run: migrate
+# Static files (console scripts, admin, Swagger UI) hashed and pre-compressed for whitenoise.
+static: install
+	$(PY) manage.py collectstatic --noinput --verbosity 0
+
+run: migrate static
 	$(PY) manage.py load_demo
 	@echo "authbroker on http://127.0.0.1:$(PORT)/  (API under /api/, docs at /api/docs, admin at /admin/)"
 	$(PY) manage.py run_with_scheduler 127.0.0.1:$(PORT)
@@ -32,8 +38,7 @@ lint: install
 	$(VENV)/bin/lint-imports
 	$(PY) manage.py makemigrations --check --dry-run
 
-serve: migrate
-	$(PY) manage.py collectstatic --noinput --verbosity 0
+serve: migrate static
 	# metrics summed over this instance's workers; one directory per PORT, so a second `make serve` from the
 	# same checkout leaves the first one's alone (docs/operations.md)
 	rm -rf var/prometheus-$(PORT) && mkdir -p var/prometheus-$(PORT)
@@ -47,10 +52,7 @@ serve: migrate
 bench: install
 	WEB_CONCURRENCY=$(WEB_CONCURRENCY) $(PY) bench/run.py
 
-# The bulk reset of every session at scale (bench/bulk_reset.py): its own database, BENCH_SESSIONS (1000000)
-# sessions, the reset timed while threads select; prints seconds, the longest select wait, dropped and carried.
-bench-reset: install
-	$(PY) bench/bulk_reset.py
+.PHONY: install run test lint serve worker bench bench-reset bench-client migrate clean
 
 worker: install
 	$(VENV)/bin/celery -A console worker --beat --loglevel INFO

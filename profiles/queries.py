@@ -1,8 +1,10 @@
 """The profile layer's speed tricks, apart from the rules and services."""
 
 from django.db import connection
+from django.db.models import Q
 from django.utils import timezone
 
+from profiles import rules
 from profiles.models import AuthProfile, Event
 
 
@@ -38,6 +40,19 @@ def clock_skew_seconds():
     if db_now is None:
         return None
     return round(((before + (after - before) / 2) - db_now).total_seconds(), 3)
+
+
+def unavailable_q(now, prefix=""):
+    """`rules.unavailability` as the ORM's condition on a profile (or a related one, through `prefix` such
+    as "profile__"): switched off, expired, cooling or disabled at `now` (profile-wide windows; a model's
+    cooldown is the model's). The one database-side statement of availability for reads by the ORM;
+    `tests/test_queries.py` holds it to the rule on random profiles."""
+    return Q(**{f"{prefix}isnull": False} if prefix else {}) & (
+        Q(**{f"{prefix}enabled": False})
+        | Q(**{f"{prefix}cooldown_until__gt": now})
+        | Q(**{f"{prefix}disabled_until__gt": now})
+        | Q(**{f"{prefix}expires_at__lte": now, f"{prefix}kind__in": sorted(rules.EXPIRING_KINDS)})
+    )
 
 
 def secret_ref(profile_id):

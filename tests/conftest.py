@@ -13,6 +13,20 @@ from profiles import services as profile_services
 T0 = datetime(2026, 4, 7, 12, 0, tzinfo=UTC)
 
 
+@pytest.fixture(autouse=True, scope="session")
+def static_files_from_the_apps():
+    """Tests name static files plainly and the apps' folders serve them, whether or not an earlier `make run`
+    left a collected manifest in var/static (the live server's static handler knows only the apps' files).
+    tests/test_static.py checks the collected, hashed files under gunicorn in its own process."""
+    from django.test import override_settings
+
+    with override_settings(STORAGES={
+        "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
+        "staticfiles": {"BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"},
+    }):
+        yield
+
+
 def pytest_collection_modifyitems(config, items):
     """Tests marked `postgres` need real row locks; they are skipped on SQLite (never in CI)."""
     from django.conf import settings

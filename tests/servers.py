@@ -104,8 +104,8 @@ class PrivateCluster:
         shutil.rmtree(self.root, ignore_errors=True)
 
 
-def manage(database_url, *args, timeout=120):
-    env = {**os.environ, "DATABASE_URL": database_url}
+def manage(database_url, *args, timeout=120, env=None):
+    env = {**os.environ, "DATABASE_URL": database_url, **(env or {})}
     result = subprocess.run([sys.executable, "manage.py", *args], cwd=ROOT, env=env, capture_output=True, text=True,
                             timeout=timeout)
     if result.returncode != 0:
@@ -116,8 +116,8 @@ def manage(database_url, *args, timeout=120):
 class Server:
     """`gunicorn console.wsgi` (what `make serve` runs) on a free port, in its own process group."""
 
-    def __init__(self, database_url, workers=2, threads=1, **env):
-        self.port = free_port()
+    def __init__(self, database_url, workers=2, threads=1, app="console.wsgi:application", port=None, **env):
+        self.port = port or free_port()
         self.url = f"127.0.0.1:{self.port}"
         self.metrics_dir = Path(tempfile.mkdtemp(prefix="authbroker-metrics-"))
         self.log = tempfile.NamedTemporaryFile(  # noqa: SIM115 (open for the server's life, closed in stop())
@@ -125,7 +125,7 @@ class Server:
         environment = {**os.environ, "DATABASE_URL": database_url, "PROMETHEUS_MULTIPROC_DIR": str(self.metrics_dir),
                        "DEBUG": "false", **env}
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "gunicorn", "console.wsgi:application", "--bind", self.url,
+            [sys.executable, "-m", "gunicorn", app, "--bind", self.url,
              "--workers", str(workers), "--threads", str(threads), "--timeout", "30", "--graceful-timeout", "5"],
             cwd=ROOT, env=environment, stdout=self.log, stderr=subprocess.STDOUT, start_new_session=True,
         )
@@ -146,7 +146,15 @@ class Server:
     def output(self):
         return Path(self.log.name).read_text(errors="replace")[-5000:]
 
+    def kill(self):
+        """SIGKILL the whole process group: no graceful shutdown, connections cut."""
+        if self.process.poll() is None:
+            os.killpg(self.process.pid, 9)
+            self.process.wait(timeout=10)
+
     def stop(self):
+        if self.log.closed:  # stopped already
+            return
         if self.process.poll() is None:
             os.killpg(self.process.pid, 15)
             try:

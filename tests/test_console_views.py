@@ -77,7 +77,7 @@ def body(response):
 
 
 def order_data(profiles_in_order, reason="new order"):
-    return {**{f"pos:{pid}": n for n, pid in enumerate(profiles_in_order, start=1)}, "reason": reason}
+    return {**{f"pos:{pid}": n for n, pid in enumerate(profiles_in_order)}, "reason": reason}
 
 
 PAGES = [
@@ -193,7 +193,7 @@ def test_it_shows_an_expired_token_as_expired_and_its_pinned_sessions_as_stuck(a
     row = html.split('data-profile="anthropic:backup2"')[1].split("</tr>")[0]
     assert 'data-state="off"' in row and "expired" in row
     sessions = console.get("/console/sessions/?unavailable=on").content.decode()
-    assert "1 session pinned to a profile" in sessions and KEY in sessions
+    assert "1 pinned to one that is out" in sessions and KEY in sessions
 
 
 def test_it_warns_on_the_board_a_week_before_a_key_expires(anthropic, console, clock):
@@ -248,12 +248,33 @@ def keys_on(response):
 
 def test_it_answers_which_sessions_are_pinned_to_a_cooling_profile_and_who_pinned_them(cast_of_sessions, console):
     """The 'pinned to an unavailable profile' filter finds the user pin on the cooling default, with its provenance."""
-    assert "1 session pinned to a profile that is cooling" in console.get("/console/sessions/").content.decode()
+    page = console.get("/console/sessions/").content.decode()
+    assert "1 session on a profile that is cooling, disabled, switched off or expired" in page
+    assert "1 pinned to one that is out" in page and "0 last given one that is out" in page
     response = console.get("/console/sessions/", {"unavailable": "on"})
     assert keys_on(response) == ["agent:main:discord:chan:7"]
     row = response.content.decode().split('data-session="agent:main:discord:chan:7"')[1].split("</tr>")[0]
     assert "pin-user" in row and "cooling" in row and "operator:carol" in row
     assert "customer wants the default key" in row
+
+
+def test_it_counts_sessions_whose_last_selected_profile_is_out_and_says_which(cast_of_sessions, console, alice):
+    """Unavailable means unavailable: a session with no pin whose last selection was switched off counts, flagged
+    "last selected is out"; the board counts it against the profile too."""
+    profile_services.disable_profile("anthropic:backup1", T0, "operator:alice", "key leaked")
+    page = console.get("/console/sessions/").content.decode()
+    # KEY: auto pin on backup1, which its failover last gave it; chan:7: user pin on the cooling default, last given
+    # backup1; slack:c1: no pin, last given backup1.
+    summary = re.search(r'class="msg warning stuck">(.*?)</p>', page, re.S).group(1)
+    assert "3 sessions on a profile that is cooling, disabled, switched off or expired" in summary, summary
+    assert "2 pinned to one that is out" in summary and "3 last given one that is out" in summary, summary
+    response = console.get("/console/sessions/", {"unavailable": "on"})
+    assert sorted(keys_on(response)) == sorted([KEY, "agent:main:discord:chan:7", "agent:ops:slack:c1"])
+    row = response.content.decode().split('data-session="agent:ops:slack:c1"')[1].split("</tr>")[0]
+    assert "last selected is out" in row and "pin is out" not in row and "pin-none" in row
+    board = console.get("/console/").content.decode()
+    backup1 = board.split('data-profile="anthropic:backup1"')[1].split("</tr>")[0]
+    assert "1 auto" in backup1 and "3 last selected" in backup1, backup1
 
 
 @pytest.mark.parametrize(("params", "expected"), [
@@ -451,7 +472,8 @@ def test_it_asks_to_confirm_destructive_actions(failover, console, name, args, d
     before = state()
     response = console.post(reverse(name, args=args), data)
     assert response.status_code == 400
-    assert any("confirm" in m for m in messages_of(response))
+    assert messages_of(response) == ["Nothing changed: see the form below."]
+    assert response.content.decode().count("Tick the box to confirm.") == 1  # said once, beside the box
     assert state() == before
 
 

@@ -32,24 +32,62 @@ def test_it_prints_a_new_token_alone_on_the_last_line_and_stores_only_its_hash(d
     assert client.get("/api/profiles").status_code == 200
 
 
-def demo_token():
+def load_demo():
+    """Run `load_demo`; answer {label: value} of its `Label: value` lines."""
     out = io.StringIO()
     call_command("load_demo", stdout=out)
-    return out.getvalue().strip().splitlines()[-1].removeprefix("Gateway token: ")
+    lines = out.getvalue().strip().splitlines()
+    return {line.split(":", 1)[0]: line.split(": ", 1)[1] for line in lines}
+
+
+def demo_token():
+    return load_demo()["Gateway token"]
 
 
 def test_it_loads_demo_data_where_a_new_session_gets_the_default_key(db):
     """The README's promise: after the demo's old failover, a new session answers anthropic:default."""
-    first = demo_token()
-    raw = demo_token()  # idempotent; each run prints a fresh token and retires the previous one
+    raw = demo_token()
     assert pinned(KEY) == ("anthropic:backup1", "auto")
     assert AuthProfile.objects.count() == 4
     client = APIClient()
-    client.credentials(HTTP_AUTHORIZATION=f"Bearer {first}")
-    assert client.get("/api/profiles").status_code == 401
     client.credentials(HTTP_AUTHORIZATION=f"Bearer {raw}")
     assert select(client, session_key="agent:main:telegram:dm:7")["profile"] == "anthropic:default"
     assert select(client, new_session=True)["profile"] == "anthropic:default"
+
+
+def test_it_keeps_the_demo_gateway_token_across_runs_with_the_gateway_scope_only(db):
+    """A saved TOKEN= survives a second `make run`; the gateway token cannot manage profiles, the operator's can."""
+    ApiToken.issue("demo-gateway", ["gateway", "admin"])  # what older demos left behind: replaced
+    first = load_demo()
+    second = load_demo()
+    assert first["Gateway token"] == second["Gateway token"]
+    assert first["Operator token (gateway + admin scopes, for /api/profiles and /api/providers)"] == \
+        second["Operator token (gateway + admin scopes, for /api/profiles and /api/providers)"]
+    gateway = ApiToken.objects.get(name="demo-gateway")
+    assert gateway.scopes == ["gateway"] and gateway.token_hash == hash_token(second["Gateway token"])
+    client = APIClient()
+    body = {"id": "anthropic:extra", "kind": "api_key", "secret": "sk-ant-extra-000000000000"}
+    client.credentials(HTTP_AUTHORIZATION=f"Bearer {second['Gateway token']}")
+    assert client.post("/api/profiles", body, format="json").status_code == 403
+    operator = next(v for k, v in second.items() if k.startswith("Operator token"))
+    client.credentials(HTTP_AUTHORIZATION=f"Bearer {operator}")
+    assert client.post("/api/profiles", body, format="json").status_code == 201
+
+
+def test_it_lets_the_demo_operator_use_the_admin(db, client):
+    """The printed staff login opens the admin's model lists, not "You don't have permission"."""
+    login = load_demo()["Staff login"].split("  ")[0]
+    username, password = login.split(" / ")
+    client.post("/admin/login/", {"username": username, "password": password, "next": "/admin/"})
+    index = client.get("/admin/")
+    assert index.status_code == 200 and b"Auth profiles" in index.content
+    assert client.get("/admin/profiles/authprofile/").status_code == 200
+
+
+def test_it_sends_the_root_to_the_console(db, client):
+    """`make run` prints http://127.0.0.1:8000/: that address leads to the console (via its login)."""
+    response = client.get("/")
+    assert response.status_code == 302 and response["Location"] == "/console/"
 
 
 def test_it_answers_liveness_and_readiness(db, client):

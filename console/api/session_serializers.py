@@ -19,21 +19,29 @@ from sessions_app.services import RESET_REASONS, override_state, overrides_state
 
 
 class SelectRequest(StrictSerializer):
-    session_key = StrictCharField(max_length=255)
-    provider = StrictCharField(max_length=64)
-    new_session = StrictBooleanField(required=False, default=False)
-    model = StrictCharField(max_length=190, required=False, allow_null=True)
-    explain = StrictBooleanField(required=False, default=False)
+    session_key = StrictCharField(max_length=255, help_text="The gateway's stable slot for the chat.")
+    provider = StrictCharField(max_length=64, help_text="Provider id or alias.")
+    new_session = StrictBooleanField(required=False, default=False,
+                                     help_text="A session boundary (/new): auto pins are dropped, user pins carried.")
+    model = StrictCharField(max_length=190, required=False, allow_null=True,
+                            help_text="The model the call will use; model-scoped cooldowns apply only with it.")
+    explain = StrictBooleanField(required=False, default=False,
+                                 help_text="Answer with the ranked candidates the decision was made from.")
 
 
 class ReportRequest(StrictSerializer):
-    profile = StrictCharField(max_length=255)
-    outcome = serializers.ChoiceField(choices=OUTCOMES)
-    session_key = StrictCharField(max_length=255, required=False, allow_null=True)
-    lease_id = StrictCharField(max_length=LEASE_MAX_LENGTH, required=False, allow_null=True)
-    model = StrictCharField(max_length=190, required=False, allow_null=True)
-    retry_after_seconds = NonNegativeNumberField(required=False, allow_null=True)
-    detail = StrictCharField(max_length=2000, required=False, allow_blank=True, allow_null=True)
+    profile = StrictCharField(max_length=255, help_text="The profile the call used.")
+    outcome = serializers.ChoiceField(choices=OUTCOMES, help_text="How the call went.")
+    session_key = StrictCharField(max_length=255, required=False, allow_null=True,
+                                  help_text="The session the call was for; a failure then fails it over.")
+    lease_id = StrictCharField(max_length=LEASE_MAX_LENGTH, required=False, allow_null=True,
+                               help_text="The select answer's lease_id: a retried report changes nothing.")
+    model = StrictCharField(max_length=190, required=False, allow_null=True,
+                            help_text="With rate_limit or model_not_found, only this model cools.")
+    retry_after_seconds = NonNegativeNumberField(required=False, allow_null=True,
+                                                 help_text="The upstream's Retry-After: lengthens, never shortens.")
+    detail = StrictCharField(max_length=2000, required=False, allow_blank=True, allow_null=True,
+                             help_text="Free text for the audit log (the upstream's message).")
 
 
 class ResetRequest(StrictSerializer):
@@ -140,9 +148,24 @@ class BulkResetAnswerSerializer(serializers.Serializer):
     carried = serializers.IntegerField()
 
 
+class Timestamp(serializers.DateTimeField):
+    """The API's one timestamp format, as in every other answer: ISO 8601 with its zone, `+00:00`."""
+
+    def to_representation(self, value):
+        return iso(value)
+
+
+class OptionalName(serializers.CharField):
+    """An id the event may not have: null when absent, never ""."""
+
+    def to_representation(self, value):
+        return value or None
+
+
 class EventSerializer(serializers.ModelSerializer):
-    profile = serializers.CharField(source="profile_id")
-    provider = serializers.CharField(source="provider_id")
+    at = Timestamp()
+    profile = OptionalName(source="profile_id", allow_null=True)
+    provider = OptionalName(source="provider_id", allow_null=True)
 
     class Meta:
         model = Event

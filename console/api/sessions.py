@@ -6,7 +6,7 @@ Views are thin: authenticate, validate, call one service, present the answer.
 import django_filters
 from django.utils import timezone
 from django_filters.rest_framework import DjangoFilterBackend
-from drf_spectacular.utils import OpenApiParameter, extend_schema
+from drf_spectacular.utils import OpenApiExample, OpenApiParameter, extend_schema
 from rest_framework import generics, pagination
 from rest_framework.response import Response
 from rest_framework.views import APIView
@@ -43,7 +43,17 @@ def actor(request):
 
 
 class SelectView(APIView):
-    @extend_schema(request=SelectRequest, responses=SelectAnswerSerializer, summary="Which profile now?")
+    @extend_schema(
+        request=SelectRequest, responses=SelectAnswerSerializer, summary="Which profile now?",
+        description="The profile this session should use for its next call, and why. A continuing session keeps "
+                    "its profile while it is available; a new one gets its user pin or the first available profile "
+                    "in the provider's order. Answers 200 even when every profile is out (`all_unavailable`, "
+                    "`retry_at`). Send the `lease_id` back with the report.",
+        examples=[OpenApiExample("continuing session", request_only=True, value={
+            "session_key": "agent:main:telegram:dm:42", "provider": "anthropic", "model": "claude-sonnet-4-5"}),
+                  OpenApiExample("new session, explained", request_only=True, value={
+            "session_key": "agent:main:telegram:dm:42", "provider": "anthropic", "new_session": True,
+            "explain": True})])
     def post(self, request):
         data = validated(SelectRequest, request)
         with_secret = request.auth.has_scope("credentials")
@@ -53,7 +63,18 @@ class SelectView(APIView):
 
 
 class ReportView(APIView):
-    @extend_schema(request=ReportRequest, responses=ReportAnswerSerializer, summary="Report a call's outcome")
+    @extend_schema(
+        request=ReportRequest, responses=ReportAnswerSerializer, summary="Report a call's outcome",
+        description="How a call on a profile went. `success` clears the profile's windows; `rate_limit`, "
+                    "`timeout`, `unknown`, `model_not_found` and `auth` start a cooldown from the provider's ladder; "
+                    "`billing` and `auth_permanent` disable it; `overloaded`, `server_error` and `format` are only "
+                    "recorded. When the session was on the failed profile it fails over (`failover`). A retried "
+                    "report on the same lease answers the first answer with `duplicate: true`.",
+        examples=[OpenApiExample("rate limited", request_only=True, value={
+            "profile": "anthropic:default", "outcome": "rate_limit", "session_key": "agent:main:telegram:dm:42",
+            "model": "claude-sonnet-4-5", "retry_after_seconds": 30, "detail": "429 from upstream"}),
+                  OpenApiExample("success", request_only=True, value={
+            "profile": "anthropic:default", "outcome": "success", "session_key": "agent:main:telegram:dm:42"})])
     def post(self, request):
         data = validated(ReportRequest, request)
         answer = services.report_outcome(now=timezone.now(), actor=actor(request), **data)

@@ -1,6 +1,7 @@
 from django import template
+from django.urls import reverse
 from django.utils import timezone
-from django.utils.html import format_html
+from django.utils.html import conditional_escape, format_html
 from django.utils.safestring import mark_safe
 from django.utils.timesince import timesince, timeuntil
 
@@ -17,8 +18,9 @@ def stamp(value, now=None):
         relative = "just now"
     else:
         relative = f"{timesince(value, now)} ago" if value <= now else f"in {timeuntil(value, now)}"
-    return format_html('<time datetime="{}" title="{}">{}</time> <span class="rel">{}</span>',
-                       value.isoformat(), relative, timezone.localtime(value).strftime("%Y-%m-%d %H:%M:%S"), relative)
+    exact = timezone.localtime(value).strftime("%Y-%m-%d %H:%M:%S")
+    return format_html('<time datetime="{}" title="{} UTC ({})">{}</time> <span class="rel">{}</span>',
+                       value.isoformat(), exact, relative, exact, relative)
 
 
 @register.simple_tag
@@ -31,3 +33,20 @@ def countdown(until, now=None):
     left = f"{hours}h {minutes:02d}m {secs:02d}s" if hours else f"{minutes}m {secs:02d}s"
     return format_html('<span class="countdown" data-until="{}" data-now="{}">{} left</span>',
                        until.isoformat(), now.isoformat(), left)
+
+
+@register.simple_tag
+def profile_link(profile_id):
+    """A profile id that opens the profile's page; '—' when empty."""
+    if not profile_id:
+        return mark_safe('<span class="muted">—</span>')
+    return format_html('<a class="mono profile-link" href="{}">{}</a>', reverse("console:profile", args=[profile_id]),
+                       profile_id)
+
+
+@register.filter
+def key_breaks(value):
+    """A session key or id that wraps at its `:` separators, not in the middle of a part."""
+    if not value:
+        return value
+    return mark_safe(":<wbr>".join(conditional_escape(part) for part in str(value).split(":")))

@@ -17,7 +17,14 @@ from django.views import View
 from console.ui import views
 from console.ui.decorators import operator, staff_required
 from console.ui.display import profile_status
-from console.ui.forms import ConfirmForm, OrderForm, OverrideForm, ReasonForm, StrategyForm
+from console.ui.forms import (
+    ConfirmForm,
+    OrderForm,
+    OverrideForm,
+    ProviderSettingsForm,
+    ReasonForm,
+    StrategyForm,
+)
 from profiles import services as profile_services
 from profiles.errors import ServiceError
 from profiles.models import AuthProfile, Provider
@@ -82,9 +89,8 @@ class Action(View):
         self.load()
         form = self.form_class(request.POST, **self.form_kwargs())
         if not form.is_valid():
-            problems = "; ".join(f"{form.fields[name].label or name}: {' '.join(errors)}" if name in form.fields
-                                 else " ".join(errors) for name, errors in form.errors.items())
-            messages.error(request, f"Nothing changed. {problems}")
+            # Said once: a line on top, the details beside the fields they concern.
+            messages.error(request, "Nothing changed: see the form below.")
             return self.page(form, status=400)
         try:
             message = self.perform(form, timezone.now(), operator(request))
@@ -172,6 +178,11 @@ class ProviderAction(Action):
             "strategy_form": bound if isinstance(bound, StrategyForm)
             else StrategyForm(initial={"strategy": self.target.strategy}),
             "order_form": bound if isinstance(bound, OrderForm) else OrderForm(profiles=self.profiles),
+            "settings_form": bound if isinstance(bound, ProviderSettingsForm) else ProviderSettingsForm(initial={
+                "cooldown_ladder_seconds": ", ".join(str(step) for step in self.target.cooldown_ladder_seconds),
+                "track_failures": self.target.track_failures,
+                "aliases": ", ".join(self.target.aliases.values_list("alias", flat=True)),
+            }),
         }
 
     def default_next(self):
@@ -208,6 +219,18 @@ class Reorder(ProviderAction):
         order = form.ordered_ids()
         profile_services.reorder_profiles(self.target.id, order, now, actor, form.cleaned_data["reason"])
         return f"New order for {self.target.id}: {', '.join(order)}."
+
+
+class ChangeSettings(ProviderAction):
+    form_class = ProviderSettingsForm
+    http_method_names = ["post"]
+
+    def perform(self, form, now, actor):
+        data = form.cleaned_data
+        profile_services.update_provider(self.target.id, now, actor, reason=data["reason"],
+                                         cooldown_ladder_seconds=data["cooldown_ladder_seconds"],
+                                         track_failures=data["track_failures"], aliases=data["aliases"])
+        return f"Settings of {self.target.id} saved."
 
 
 # ---------------------------------------------------------------- sessions

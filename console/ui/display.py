@@ -1,9 +1,7 @@
 """How the console shows state: a profile's status for people, built on the same rules the decisions use."""
 
 from dataclasses import dataclass
-from datetime import datetime, timedelta
-
-from django.db.models import Q
+from datetime import UTC, datetime, timedelta
 
 from profiles import rules
 
@@ -18,6 +16,19 @@ class Status:
     @property
     def available(self):
         return self.state == "available"
+
+
+def human_time(value):
+    """An ISO timestamp from an event's before/after as people read it (`2026-05-04 10:11:12 UTC`); other values
+    unchanged."""
+    if isinstance(value, str) and len(value) >= 19 and value[4:5] == "-" and value[10:11] == "T":
+        try:
+            parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
+        except ValueError:
+            return value
+        if parsed.tzinfo is not None:
+            return parsed.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
+    return value
 
 
 def profile_status(profile, now):
@@ -66,13 +77,3 @@ def model_cooldown_status(pair, now):
     if pair.cooldown_until and pair.cooldown_until > now:
         return Status("cooling", "cooling", pair.cooldown_reason or "unknown", pair.cooldown_until)
     return Status("available", "available")
-
-
-def pinned_to_unavailable(now, prefix="override_profile__"):
-    """The database's version of `rules.unavailability` for a related profile (profile-wide windows)."""
-    return Q(**{f"{prefix}isnull": False}) & (
-        Q(**{f"{prefix}enabled": False})
-        | Q(**{f"{prefix}cooldown_until__gt": now})
-        | Q(**{f"{prefix}disabled_until__gt": now})
-        | Q(**{f"{prefix}expires_at__lte": now, f"{prefix}kind__in": sorted(rules.EXPIRING_KINDS)})
-    )

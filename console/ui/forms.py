@@ -51,9 +51,9 @@ class OrderForm(ReasonForm):
     def __init__(self, *args, profiles=(), **kwargs):
         super().__init__(*args, **kwargs)
         self.profiles = list(profiles)
-        for rank, profile in enumerate(self.profiles, start=1):
+        for rank, profile in enumerate(self.profiles):  # 0-based, like the board and the API
             self.fields[f"pos:{profile.id}"] = forms.IntegerField(
-                label=profile.id, min_value=1, max_value=10_000, initial=rank,
+                label=profile.id, min_value=0, max_value=10_000, initial=rank,
                 widget=forms.NumberInput(attrs={"class": "narrow"}),
             )
         self.order_fields([f"pos:{p.id}" for p in self.profiles] + ["reason"])
@@ -64,6 +64,33 @@ class OrderForm(ReasonForm):
     def ordered_ids(self):
         current = {p.id: i for i, p in enumerate(self.profiles)}
         return sorted(current, key=lambda pid: (self.cleaned_data[f"pos:{pid}"], current[pid]))
+
+
+class ProviderSettingsForm(ReasonForm):
+    """The cooldown ladder, failure tracking and aliases, as `PATCH /api/providers/{id}` changes them."""
+
+    cooldown_ladder_seconds = forms.CharField(
+        label="Cooldown ladder (seconds)", max_length=500,
+        help_text="Cooldown after the 1st, 2nd, 3rd… failure in a row, comma-separated; the last step repeats.",
+        widget=forms.TextInput(attrs={"placeholder": "60, 300, 1500, 3600", "autocomplete": "off"}))
+    track_failures = forms.BooleanField(
+        label="Track failures", required=False,
+        help_text="Off for aggregators (openrouter): their profiles then never cool down.")
+    aliases = forms.CharField(
+        label="Aliases", required=False, max_length=1000,
+        help_text="Other spellings of this provider's id, comma-separated (z.ai, aws-bedrock).",
+        widget=forms.TextInput(attrs={"autocomplete": "off"}))
+
+    field_order = ["cooldown_ladder_seconds", "track_failures", "aliases", "reason"]
+
+    def clean_cooldown_ladder_seconds(self):
+        steps = [step.strip().removesuffix("s") for step in self.cleaned_data["cooldown_ladder_seconds"].split(",")]
+        if not steps or not all(step.isdigit() for step in steps):
+            raise forms.ValidationError("Give whole numbers of seconds, comma-separated (e.g. 60, 300, 1500).")
+        return [int(step) for step in steps]
+
+    def clean_aliases(self):
+        return [alias.strip() for alias in self.cleaned_data["aliases"].split(",") if alias.strip()]
 
 
 def _provider_choices():
@@ -82,7 +109,7 @@ class SessionFilterForm(forms.Form):
         ("", "any"), (OverrideSource.AUTO, "auto (failover)"), (OverrideSource.USER, "user"), ("none", "none"),
     ])
     profile = forms.ChoiceField(required=False, label="Pinned to or on")
-    unavailable = forms.BooleanField(required=False, label="Pinned to an unavailable profile")
+    unavailable = forms.BooleanField(required=False, label="On an unavailable profile (pin or last selected)")
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)

@@ -1,4 +1,4 @@
-"""The operator console's pages: providers board, sessions, a session's timeline, the audit log.
+"""The operator console's pages: providers board, a profile, sessions, a session's timeline, the audit log.
 
 Pages only read. Every change is an action in `console.ui.actions`, which calls
 the same service functions as the API.
@@ -9,21 +9,17 @@ import json
 from collections import defaultdict
 
 from django.core.paginator import Paginator
-from django.db.models import Count, Prefetch, Q
+from django.db.models import Prefetch, Q
 from django.http import Http404, StreamingHttpResponse
 from django.shortcuts import render
 from django.utils import timezone
 
+from console.ui import charts, queries
 from console.ui.decorators import staff_required
-from console.ui.display import (
-    expiry_note,
-    model_cooldown_status,
-    pinned_to_unavailable,
-    profile_status,
-)
+from console.ui.display import expiry_note, human_time, model_cooldown_status, profile_status
 from console.ui.forms import EventFilterForm, OverrideForm, SessionFilterForm
 from profiles.models import AuthProfile, Event, EventKind, ModelCooldown, Provider
-from sessions_app.models import OverrideSource, Pin, Session
+from sessions_app.models import Pin, Session
 
 SESSIONS_PER_PAGE = 25
 EVENTS_PER_PAGE = 50
@@ -44,9 +40,7 @@ def _page(request, queryset, per_page):
 @staff_required
 def providers(request):
     now = timezone.now()
-    pinned = defaultdict(dict)
-    for row in Pin.objects.values("profile_id", "source").annotate(n=Count("id")).order_by():
-        pinned[row["profile_id"]][row["source"]] = row["n"]
+    on_profile = queries.sessions_per_profile()
     models = defaultdict(list)
     for pair in ModelCooldown.objects.filter(Q(cooldown_until__gt=now) | Q(error_count__gt=0)):
         models[pair.profile_id].append((pair, model_cooldown_status(pair, now)))
@@ -57,12 +51,13 @@ def providers(request):
             "status": profile_status(profile, now),
             "expiry": expiry_note(profile, now),
             "models": models.get(profile.id, []),
-            "pinned_auto": pinned[profile.id].get(OverrideSource.AUTO, 0),
-            "pinned_user": pinned[profile.id].get(OverrideSource.USER, 0),
+            "sessions": on_profile.get(profile.id, {"auto": 0, "user": 0, "last": 0}),
         })
     board = [{"provider": provider, "aliases": [a.alias for a in provider.aliases.all()], "rows": rows[provider.id]}
              for provider in Provider.objects.prefetch_related("aliases")]
-    return render(request, "console/providers.html", {"board": board, "now": now, "nav": "providers"})
+    return render(request, "console/providers.html", {
+        "board": board, "now": now, "nav": "providers", "out": queries.unavailable_counts(now),
+    })
 
 
 # ---------------------------------------------------------------- sessions
@@ -85,8 +80,7 @@ def filter_sessions(form, now):
         queryset = queryset.filter(Q(pk__in=Pin.objects.filter(profile_id=data["profile"]).values("session_id"))
                                    | Q(last_profile_id=data["profile"]))
     if data["unavailable"]:
-        queryset = queryset.filter(pk__in=Pin.objects.filter(pinned_to_unavailable(now, "profile__"))
-                                   .values("session_id"))
+        queryset = queryset.filter(queries.on_unavailable(now))
     return queryset
 
 
@@ -98,19 +92,22 @@ def pin_rows(session, now):
     return [{"pin": pin, "status": profile_status(pin.profile, now)} for pin in session.pins.all()]
 
 
+def session_row(session, now):
+    """A session as the lists show it: its pins with their status, its last selection's, and which is out."""
+    pins = pin_rows(session, now)
+    return {"session": session, "pins": pins, "pin_out": any(not row["status"].available for row in pins),
+            "last_status": profile_status(session.last_profile, now)}
+
+
 @staff_required
 def sessions(request):
     now = timezone.now()
     form = SessionFilterForm(request.GET or None)
     page, query = _page(request, filter_sessions(form, now), SESSIONS_PER_PAGE)
-    rows = []
-    for session in page:
-        pins = pin_rows(session, now)
-        rows.append({"session": session, "pins": pins,
-                     "unavailable": any(not row["status"].available for row in pins)})
+    rows = [session_row(s, now) for s in page]
     return render(request, "console/sessions.html", {
         "form": form, "page": page, "rows": rows, "query": query, "now": now, "nav": "sessions",
-        "stuck": Pin.objects.filter(pinned_to_unavailable(now, "profile__")).values("session_id").distinct().count(),
+        "out": queries.unavailable_counts(now),
     })
 
 
@@ -131,13 +128,11 @@ def _describe(event):
     if event.kind == EventKind.OVERRIDE_CARRIED:
         return f"{(after or {}).get('profile', '?')} kept across the boundary"
     if event.kind in (EventKind.COOLDOWN_STARTED, EventKind.COOLDOWN_EXTENDED):
-        return f"cooling until {after.get('cooldown_until')} (error count {after.get('error_count')})"
+        return f"cooling until {human_time(after.get('cooldown_until'))} (error count {after.get('error_count')})"
     if event.kind == EventKind.DISABLED and after.get("disabled_until"):
-        return f"disabled until {after.get('disabled_until')}"
-    if event.kind == EventKind.PROVIDER_CHANGED:
-        return ", ".join(f"{key}: {before.get(key)} → {after.get(key)}" for key in after)
-    if event.kind == EventKind.PROFILE_CHANGED:
-        return ", ".join(f"{key}: {before.get(key)} → {after.get(key)}" for key in after)
+        return f"disabled until {human_time(after.get('disabled_until'))}"
+    if event.kind in (EventKind.PROVIDER_CHANGED, EventKind.PROFILE_CHANGED):
+        return ", ".join(f"{key}: {human_time(before.get(key))} → {human_time(after.get(key))}" for key in after)
     return ""
 
 
@@ -158,6 +153,50 @@ def session_detail(request, session_key):
         "override_form": OverrideForm(provider_id=session.provider_id),
         "now": now,
         "nav": "sessions",
+    })
+
+
+# ---------------------------------------------------------------- a profile
+
+
+@staff_required
+def profile_detail(request, profile_id):
+    now = timezone.now()
+    profile = AuthProfile.objects.select_related("provider").filter(pk=profile_id).first()
+    if profile is None:
+        raise Http404("unknown profile")
+    events = queries.profile_timeline(profile.id, TIMELINE_LIMIT + 1)
+    sessions = queries.sessions_on_profile(profile.id)
+    shown = list(sessions[:SESSIONS_PER_PAGE])
+    return render(request, "console/profile.html", {
+        "profile": profile,
+        "status": profile_status(profile, now),
+        "models": [(pair, model_cooldown_status(pair, now)) for pair in profile.model_cooldowns.all()],
+        "switched_off": None if profile.enabled else queries.last_switch_off(profile.id),
+        "sessions": [session_row(s, now) for s in shown],
+        "sessions_total": len(shown) if len(shown) < SESSIONS_PER_PAGE else sessions.count(),
+        "timeline": [(e, _describe(e)) for e in events[:TIMELINE_LIMIT]],
+        "truncated": len(events) > TIMELINE_LIMIT,
+        "is_last_good": profile.provider.last_good_id == profile.id,
+        "now": now,
+        "nav": "providers",
+    })
+
+
+# ---------------------------------------------------------------- over time
+
+
+@staff_required
+def over_time(request):
+    window = request.GET.get("window", "hour")
+    if window not in queries.WINDOWS:
+        return render(request, "console/charts.html", {
+            "error": f"Unknown window {window[:20]!r}: choose hour, day or week.", "windows": list(queries.WINDOWS),
+            "window": "hour", "nav": "charts",
+        }, status=400)
+    now = timezone.now()
+    return render(request, "console/charts.html", {
+        **charts.build(now, window), "window": window, "windows": list(queries.WINDOWS), "now": now, "nav": "charts",
     })
 
 
