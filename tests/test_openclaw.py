@@ -82,7 +82,8 @@ def test_it_imports_each_credential_type_with_its_secret(imported):
     assert (oauth.kind, oauth.name) == ("oauth", "me@example.com")
     assert oauth.reveal_secret() == "sample-access-token-4444"
     assert oauth.reveal_refresh() == "sample-refresh-token-5555"
-    assert oauth.metadata == {"expires": 1775560000000, "email": "me@example.com"}
+    assert oauth.metadata == {"email": "me@example.com"}
+    assert oauth.expires_at == from_ms(1775560000000)  # v2: `expires` is the profile's expires_at
     assert "Profiles: 6 created, 0 updated, 0 unchanged." in imported
 
 
@@ -283,23 +284,22 @@ def _invalid_json(tmp_path):
 
 def _profiles_not_an_object(tmp_path):
     return variant(tmp_path, AUTH, lambda d: d.update(profiles=["anthropic:default"])), None, \
-        '"profiles" must be an object, not a list'
+        '"profiles": must be an object, not a list'
 
 
 def _timestamp_a_string(tmp_path):
     auth = variant(tmp_path, AUTH, lambda d: d["usageStats"]["anthropic:backup1"].update(
         cooldownUntil="2026-04-07T09:06:37Z"))
-    return auth, None, ('usageStats["anthropic:backup1"].cooldownUntil must be a time in epoch milliseconds '
-                        "(a number), not a string")
+    return auth, None, ('usageStats["anthropic:backup1"].cooldownUntil: must be a number, not a string')
 
 
 def _order_not_an_object(tmp_path):
-    return variant(tmp_path, AUTH, lambda d: d.update(order=[])), None, '"order" must be an object, not a list'
+    return variant(tmp_path, AUTH, lambda d: d.update(order=[])), None, '"order": must be an object, not a list'
 
 
 def _session_timestamp_a_string(tmp_path):
     sessions = variant(tmp_path, SESSIONS, lambda d: d[STRANDED].update(updatedAt="yesterday"))
-    return AUTH, sessions, f'["{STRANDED}"].updatedAt must be a time in epoch milliseconds (a number), not a string'
+    return AUTH, sessions, f'["{STRANDED}"].updatedAt: must be a number, not a string'
 
 
 @pytest.mark.parametrize("make", [_invalid_json, _profiles_not_an_object, _order_not_an_object,
@@ -333,6 +333,8 @@ def test_it_exports_in_openclaws_shape(imported, tmp_path):
     """The export has openclaw's profiles, order, lastGood and usageStats in epoch ms, and sessions with sources."""
     run("export_openclaw", "--auth-profiles", str(tmp_path / "a.json"), "--sessions", str(tmp_path / "s.json"))
     auth = json.loads((tmp_path / "a.json").read_text())
+    assert sorted(auth) == ["profiles", "version"]  # v2: the split form, routing state in auth-state.json
+    auth |= json.loads((tmp_path / "auth-state.json").read_text())
     sessions = json.loads((tmp_path / "s.json").read_text())
     assert auth["profiles"]["openai-codex:me@example.com"] == {
         "type": "oauth", "provider": "openai-codex", "access": "sample-access-token-4444",
@@ -395,7 +397,7 @@ def test_it_does_not_echo_a_secret_in_a_type_error(db, tmp_path):
         type="token", token=["sk-ant-oat01-sample-default-0000000000"]))
     with pytest.raises(CommandError) as caught:
         import_sample(auth, None)
-    assert 'profiles["anthropic:default"].token must be a string, not a list' in str(caught.value)
+    assert 'profiles["anthropic:default"].token: must be a string, not a list' in str(caught.value)
     assert "sk-ant" not in str(caught.value)
 
 
@@ -415,4 +417,4 @@ def test_it_matches_usage_stats_spelled_with_a_provider_alias(db, clock, tmp_pat
     output = import_sample(auth, None)
     zai = AuthProfile.objects.get(pk="zai:default")
     assert (zai.error_count, zai.cooldown_until, zai.cooldown_reason) == (1, from_ms(1775567000000), "timeout")
-    assert "note: usageStats for 'anthropic:gone' ignored: no such profile in the file" in output
+    assert "note: usageStats for 'anthropic:gone' ignored: no such profile in the store" in output

@@ -74,9 +74,17 @@ class CandidateSerializer(serializers.Serializer):
     until = serializers.DateTimeField(allow_null=True)
 
 
+class SecretRefSerializer(serializers.Serializer):
+    source = serializers.CharField()
+    provider = serializers.CharField()
+    id = serializers.CharField()
+
+
 class CredentialSerializer(serializers.Serializer):
     kind = serializers.CharField()
-    secret = serializers.CharField()
+    secret = serializers.CharField(allow_null=True, help_text="null when the profile holds a reference instead")
+    ref = SecretRefSerializer(required=False, help_text="where the gateway resolves the secret (openclaw's "
+                                                        "keyRef/tokenRef); only when `secret` is null")
 
 
 class SelectAnswerSerializer(serializers.Serializer):
@@ -189,7 +197,10 @@ def selection_answer(selection, include_credential=False):
         ]
     if include_credential:
         secret = selection.secret if selection.secret is not None else selection.profile.reveal_secret()
-        answer["credential"] = {"kind": selection.profile.kind, "secret": secret}
+        if not secret and selection.secret_ref is not None:
+            answer["credential"] = {"kind": selection.profile.kind, "secret": None, "ref": selection.secret_ref}
+        else:
+            answer["credential"] = {"kind": selection.profile.kind, "secret": secret}
     return answer
 
 
