@@ -174,7 +174,7 @@ def _sticky_sql(vendor, with_model, with_secret):
                                        for m in (Session, Pin, AuthProfile, ModelCooldown))
     columns = _PROFILE_COLUMNS + (("secret_encrypted",) if with_secret else ())
     select = ["s.id", "s.session_id", "s.last_profile_id", "s.pin_version", "s.boundary_pending", "s.epoch",
-              "s.last_activity_at", latest_epoch_sql(), "pin.source"]
+              "s.last_activity_at", "s.provider_id", latest_epoch_sql(), "pin.source"]
     joins = [f"LEFT JOIN {pin} AS pin ON pin.session_id = s.id AND pin.provider_id = %s",
              f"LEFT JOIN {profile} AS pp ON pp.id = pin.profile_id",
              f"LEFT JOIN {profile} AS lp ON lp.id = s.last_profile_id AND lp.provider_id = %s"]
@@ -210,16 +210,17 @@ def sticky_read(key, provider_id, model, with_secret=False):
         row = cursor.fetchone()
     if row is None:
         return None, None, {}
-    names = ("id", "session_id", "last_profile_id", "pin_version", "boundary_pending", "epoch", "last_activity_at")
-    fields = {name: _from_db(name, Session, value) for name, value in zip(names, row[:7], strict=True)}
+    names = ("id", "session_id", "last_profile_id", "pin_version", "boundary_pending", "epoch", "last_activity_at",
+             "provider_id")
+    fields = {name: _from_db(name, Session, value) for name, value in zip(names, row[:8], strict=True)}
     session = Session(session_key=key, **fields)
     session._state.adding, session._state.db = False, connection.alias
-    session.latest_epoch = row[7]
-    pin_source = row[8]
+    session.latest_epoch = row[8]
+    pin_source = row[9]
     columns = _PROFILE_COLUMNS + (("secret_encrypted",) if with_secret else ())
     width = len(columns) + (2 if model else 0)
     profiles = {}
-    for start in (9, 9 + width):
+    for start in (10, 10 + width):
         values = row[start:start + width]
         if values[0] is None or values[0] in profiles:
             continue
@@ -232,11 +233,11 @@ def sticky_read(key, provider_id, model, with_secret=False):
                                      cooldown_until=_from_db("cooldown_until", ModelCooldown, values[len(columns)]),
                                      cooldown_reason=values[len(columns) + 1] or "")
         profiles[profile.id] = (profile, cooldown)
-    pinned = row[9] if pin_source else None
+    pinned = row[10] if pin_source else None
     return session, (pinned, pin_source) if pinned else None, profiles
 
 
-def touch(session, now, last_profile_id=None):
+def touch(session, now, last_profile_id=None, provider_id=None):
     """Stamp a continuing session's activity (and the profile it is on): one UPDATE, committed asynchronously.
 
     Only if the session still has the id and pins (`pin_version`) that were read: returns False when a reset or an
@@ -255,6 +256,9 @@ def touch(session, now, last_profile_id=None):
     if last_profile_id is not None:
         columns.append("last_profile_id = %s")
         params.append(last_profile_id)
+    if provider_id is not None:  # the session's current provider (its `override` in the API) moved
+        columns.append("provider_id = %s")
+        params.append(provider_id)
     condition = "id = %s AND session_id = %s AND pin_version = %s"
     params += [session.pk, Session._meta.get_field("session_id").get_db_prep_value(session.session_id, connection),
                session.pin_version]

@@ -161,7 +161,8 @@ def _sticky(session, pin, profiles, provider_id, now, with_secret=False):
     if with_secret:  # decrypted before anything is written: a secret no key reads changes nothing
         _hand_out(selection, decision.profile)
     moved = decision.profile.id if session.last_profile_id != decision.profile.id else None
-    if not queries.touch(session, now, moved):
+    switched = provider_id if session.provider_id != provider_id else None
+    if not queries.touch(session, now, moved, switched):
         return None  # a reset or a pin change since we read it: decide under the lock
     session.last_activity_at = now
     return selection

@@ -101,3 +101,14 @@ def test_it_resets_every_session_without_touching_their_rows(openai, api, clock)
     assert after["session_id"] != first["session_id"]
     assert select(api)["session_id"] == after["session_id"]  # crossed once
     assert select(api, provider="openai")["source"] == "user"
+
+
+def test_it_follows_the_provider_a_continuing_session_is_on_for_its_override(openai, api, clock):
+    """`override` is the pin of the session's current provider, also when the lock-free path answered."""
+    pin(api, "openai:personal")
+    select(api)  # anthropic, a new session row is already there: decided under the lock
+    select(api, provider="openai")  # a continuing openai select on its user pin: the lock-free path
+    assert api.get(f"/api/sessions/{KEY}").json()["override"]["profile"] == "openai:personal"
+    select(api)  # back to anthropic, lock-free again
+    state = api.get(f"/api/sessions/{KEY}").json()
+    assert (state["provider"], state["override"]) == ("anthropic", None)
