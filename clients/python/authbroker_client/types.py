@@ -28,16 +28,21 @@ class Candidate:
 
 @dataclass(frozen=True)
 class Credential:
+    """The credential a `credentials`-scope select hands out: the secret, or (for a profile imported from
+    openclaw with a keyRef/tokenRef) `secret` None and `ref` ({source, provider, id}) for the gateway to
+    resolve itself."""
+
     kind: str
     secret: str | None
     raw: dict = field(default_factory=dict, repr=False)
+    ref: dict | None = None
 
     def __repr__(self):  # never print a secret
-        return f"Credential(kind={self.kind!r}, secret=***)"
+        return f"Credential(kind={self.kind!r}, secret=***, ref={self.ref!r})"
 
     @classmethod
     def from_json(cls, data):
-        return cls(data.get("kind", ""), data.get("secret"), dict(data))
+        return cls(data.get("kind", ""), data.get("secret"), dict(data), data.get("ref"))
 
 
 @dataclass(frozen=True)
