@@ -174,10 +174,12 @@ def chart_rows(since, window, now=None):
     closed = max(closed, since)
     roll_up(since, closed, now)
     by_subject, by_outcome = _grouped(Event.objects.filter(at__gte=closed), _buckets(window))
-    for count in ChartCount.objects.filter(hour__gte=since, hour__lt=closed).order_by():
-        row = {"kind": count.kind, "source": count.source, "bucket": count.hour_id, "n": count.n}
-        if count.axis == "subject":
-            by_subject.append({**row, "subject": count.label})
+    counts = (ChartCount.objects.filter(hour__gte=since, hour__lt=closed).order_by()
+              .values_list("hour_id", "axis", "kind", "source", "label", "n"))
+    for hour, axis, kind, source, label, n in counts:
+        row = {"kind": kind, "source": source, "bucket": hour, "n": n}
+        if axis == "subject":
+            by_subject.append({**row, "subject": label})
         else:
-            by_outcome.append({**row, "outcome": count.label})
+            by_outcome.append({**row, "outcome": label})
     return by_subject, by_outcome
