@@ -10,8 +10,9 @@ from console.models import ApiToken
 @lru_cache(maxsize=2)
 def _token_sql(vendor):
     """Written once: the ORM would build and compile this fixed lookup on every API call."""
-    table = connection.ops.quote_name(ApiToken._meta.db_table)
-    return f"SELECT id, name, scopes FROM {table} WHERE token_hash = %s AND revoked_at IS NULL"
+    q = connection.ops.quote_name
+    return (f"SELECT {q('id')}, {q('name')}, {q('scopes')} FROM {q(ApiToken._meta.db_table)} "
+            f"WHERE {q('token_hash')} = %s AND {q('revoked_at')} IS NULL")
 
 
 def active_token(token_hash):
