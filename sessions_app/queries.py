@@ -297,18 +297,20 @@ _EVENT_COLUMNS = ("at", "kind", "actor", "reason", "source", "session_key", "pro
 
 def drop_every_auto_pin(now, actor, reason):
     """Drop every session's auto pins and write an `override_dropped` event for each, in one statement
-    (PostgreSQL). Returns the events written.
+    (PostgreSQL). Returns the rows of the events written, for `events_of` to turn into Events once the
+    transaction no longer holds the sessions' locks.
 
     The sessions holding auto pins are locked first, in id order, as every other writer locks a
-    session before its pins: two writers never wait on each other in a cycle. What is dropped is read
-    from the deleted rows themselves, so a pin changed meanwhile is dropped with its event or, if it
-    was set after this statement began, left for the session's next select, which drops it as
+    session before its pins: two writers never wait on each other in a cycle. They are found by
+    primary key from the pins (`= ANY(ARRAY(…))`), not by a scan of every session. What is dropped is
+    read from the deleted rows themselves, so a pin changed meanwhile is dropped with its event or, if
+    it was set after this statement began, left for the session's next select, which drops it as
     belonging to the session before the reset.
     """
     session, pin, event = (connection.ops.quote_name(m._meta.db_table) for m in (Session, Pin, Event))
     sql = f"""
         WITH owners AS (
-            SELECT id FROM {session} WHERE id IN (SELECT session_id FROM {pin} WHERE source = 'auto')
+            SELECT id FROM {session} WHERE id = ANY(ARRAY(SELECT session_id FROM {pin} WHERE source = 'auto'))
             ORDER BY id FOR UPDATE
         ), gone AS (
             DELETE FROM {pin} AS p USING owners WHERE p.session_id = owners.id AND p.source = 'auto'
@@ -329,7 +331,12 @@ def drop_every_auto_pin(now, actor, reason):
     """
     with connection.cursor() as cursor:
         cursor.execute(sql, [now, "override_dropped", actor, reason])
-        rows = cursor.fetchall()
+        return cursor.fetchall()
+
+
+def events_of(rows):
+    """Events from the rows `drop_every_auto_pin` returned (building 50,000 models takes a while: done
+    after the commit, so no session stays locked meanwhile)."""
     events = []
     for row in rows:
         fields = dict(zip(_EVENT_COLUMNS, row[1:], strict=True))

@@ -341,14 +341,18 @@ def bulk_reset(*, now, actor, reason="restart", session_keys=None):
                           {"session_keys": [f"list of at most {MAX_BULK_KEYS} keys"]})
         keys = sorted({ids.validate_session_key(k, "session_keys") for k in session_keys})
     drop_reason, carry_reason = rules.boundary_reason(reason, rules.AUTO), rules.boundary_reason(reason, rules.USER)
+    dropped_rows = []  # PostgreSQL: the events of the dropped pins, announced after the commit
     with transaction.atomic():
         queries.serialize_bulk_resets()
         events = []
         if keys is None:
             BulkReset.objects.create(at=now, actor=actor[:150], reason=reason)
+            # counted before the sessions with auto pins are locked, so those locks are held for less time
+            carried = Pin.objects.filter(source=rules.USER).count()
+            reset = Session.objects.count()
             if connection.vendor == "postgresql":
-                dropped_events = queries.drop_every_auto_pin(now, actor[:150], drop_reason)
-                announce(dropped_events)
+                dropped_rows = queries.drop_every_auto_pin(now, actor[:150], drop_reason)
+                dropped = len(dropped_rows)
             else:  # SQLite: one writer at a time, so the plain loop is safe
                 dropped_events = []
                 for session in Session.objects.filter(pins__source=rules.AUTO).distinct().order_by("pk"):
@@ -357,9 +361,7 @@ def bulk_reset(*, now, actor, reason="restart", session_keys=None):
                                        for p in sorted(pins) if pins[p].source == rules.AUTO]
                     session.save(update_fields=["pin_version", "updated_at"])
                 events += dropped_events
-            dropped = len(dropped_events)
-            carried = Pin.objects.filter(source=rules.USER).count()
-            reset = Session.objects.count()
+                dropped = len(dropped_events)
         else:
             dropped = carried = 0
             sessions = list(Session.objects.select_for_update().filter(session_key__in=keys).order_by("pk"))
@@ -381,6 +383,7 @@ def bulk_reset(*, now, actor, reason="restart", session_keys=None):
                                 after={"sessions": reset, "dropped": dropped, "carried": carried,
                                        "session_keys": keys if keys is not None else "all"}))
         write_events(events)
+    announce(queries.events_of(dropped_rows))
     return {"reset": reset, "dropped": dropped, "carried": carried}
 
 
