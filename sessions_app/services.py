@@ -528,13 +528,17 @@ def report_outcome(*, profile, outcome, now, actor, session_key=None, lease_id=N
             events, pair = profile_services.record_outcome(
                 target, outcome, now, actor, model=model, retry_after_seconds=retry_after_seconds, detail=detail
             )
-            failover = _after_report(key, target, outcome, pair, now, actor, events) if key else None
+            failover, stamp = _after_report(key, target, outcome, pair, now, actor, events) if key else (None, False)
             answer = {"profile": profile_state(target, now), "failover": failover, "duplicate": False}
+            stamp = (key, now, target.provider_id) if stamp else None  # the session stays: stamp its activity
             lease = None if claim is None else Lease(
                 lease_id=claim.lease_id, session_key=key or "", profile_id=target.id, issued_at=claim.issued_at,
                 reported_at=now, outcome=outcome, answer=answer)
-            if lease is not None and not queries.claim_lease(lease):
-                raise _DuplicateLease(claim.lease_id)
+            if lease is not None:
+                if not queries.claim_lease(lease, stamp):  # the stamp in the same statement
+                    raise _DuplicateLease(claim.lease_id)
+            elif stamp is not None:
+                queries.stamp_session(*stamp)
             write_events(events)
     except _DuplicateLease as duplicate:
         stored = Lease.objects.get(pk=duplicate.lease_id)
@@ -543,14 +547,15 @@ def report_outcome(*, profile, outcome, now, actor, session_key=None, lease_id=N
 
 
 def _after_report(key, profile, outcome, pair, now, actor, events):
-    """Touch the reporting session and fail it over when the profile it is on just became unavailable."""
+    """Fail the reporting session over when the profile it is on just became unavailable, stamping its
+    activity. Returns (the failover answer or None, True when the caller must still stamp the session:
+    the profile is still available, so nothing here needs the session's lock)."""
     reason, until = profile_rules.unavailability(profile, now, pair)
     if outcome == "success" or reason is None:
-        Session.objects.filter(session_key=key).update(last_activity_at=now, provider_id=profile.provider_id)
-        return None
+        return None, True
     session = queries.lock_session(key)  # locked first; its pins are read after the lock
     if session is None:
-        return None
+        return None, False
     session.last_activity_at = now
     provider = profile.provider
     session.provider_id = provider.id
@@ -565,8 +570,8 @@ def _after_report(key, profile, outcome, pair, now, actor, events):
         change = rules.after_failure(state, failed, outcome, ranked, provider.last_good_id)
     if change is None:
         session.save(update_fields=["last_activity_at", "provider"])
-        return None
+        return None, False
     _apply_pin(session, pins, provider.id, change, now, actor, events)
     session.last_profile = change.profile
     session.save()
-    return {"profile": change.profile.id, "source": OverrideSource.AUTO.value}
+    return {"profile": change.profile.id, "source": OverrideSource.AUTO.value}, False
