@@ -59,17 +59,17 @@ def get_profile(raw, field="profile", lock=False, without_secrets=False):
     only read and write usage stats.
     """
     provider_part, name = ids.split_profile_id(raw, field)
-    queryset = AuthProfile.objects.select_related("provider")
-    if without_secrets:
-        queryset = queryset.defer(*SECRET_FIELDS)
-    if lock:
-        # FOR NO KEY UPDATE: sessions referencing this profile can still be written meanwhile
-        # (their foreign-key checks take KEY SHARE), so report and select never wait on each other in a cycle.
-        queryset = queryset.select_for_update(of=("self",), no_key=True)
 
     def lookup(pk):
         if lock and without_secrets:  # every report: the same lookup as fixed SQL
             return queries.locked_profile(pk, without=SECRET_FIELDS)
+        queryset = AuthProfile.objects.select_related("provider")
+        if without_secrets:
+            queryset = queryset.defer(*SECRET_FIELDS)
+        if lock:
+            # FOR NO KEY UPDATE: sessions referencing this profile can still be written meanwhile (their
+            # foreign-key checks take KEY SHARE), so report and select never wait on each other in a cycle.
+            queryset = queryset.select_for_update(of=("self",), no_key=True)
         return next(iter(queryset.filter(pk=pk).order_by()[:1]), None)
 
     profile = lookup(f"{provider_part}:{name}")
