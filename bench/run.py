@@ -220,6 +220,9 @@ class Server:
             except OSError:
                 pass
             if self.process.poll() is not None or time.monotonic() > deadline:
+                if self.process.poll() is None:  # up but not answering 200: not left behind on the port
+                    self.process.kill()
+                    self.process.wait()
                 raise SystemExit(f"gunicorn ({name}) did not start; see {self.access_log}")
             time.sleep(0.2)
 

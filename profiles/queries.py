@@ -1,11 +1,13 @@
 """The profile layer's speed tricks, apart from the rules and services."""
 
+from functools import lru_cache
+
 from django.db import connection
 from django.db.models import Q
 from django.utils import timezone
 
 from profiles import rules
-from profiles.models import AuthProfile, Event
+from profiles.models import AuthProfile, Event, Provider
 
 
 def purge_events(before):
@@ -64,3 +66,48 @@ def secret_ref(profile_id):
     metadata = AuthProfile.objects.filter(pk=profile_id).values_list("metadata", flat=True).first()
     ref = (metadata or {}).get("secret_ref")
     return dict(ref) if isinstance(ref, dict) else None
+
+
+@lru_cache(maxsize=8)
+def _locked_profile_sql(vendor, without):
+    """The SQL of `locked_profile`, written once per shape (the ORM compiles a locking join on every call)."""
+    q = connection.ops.quote_name
+    profile_fields = [f for f in AuthProfile._meta.concrete_fields if f.name not in without]
+    provider_fields = list(Provider._meta.concrete_fields)
+    columns = [f"p.{q(f.column)}" for f in profile_fields] + [f"pr.{q(f.column)}" for f in provider_fields]
+    lock = " FOR NO KEY UPDATE OF p" if vendor == "postgresql" else ""
+    sql = (f"SELECT {', '.join(columns)} FROM {q(AuthProfile._meta.db_table)} AS p "
+           f"JOIN {q(Provider._meta.db_table)} AS pr ON pr.{q('id')} = p.{q('provider_id')} "
+           f"WHERE p.{q('id')} = %s{lock}")
+    return sql, profile_fields, provider_fields
+
+
+def _instance(model, fields, values):
+    """A model instance from raw column values, converted as the ORM converts them (JSON, dates)."""
+    converted = []
+    for field, value in zip(fields, values, strict=True):
+        if value is not None:
+            expression = field.get_col(model._meta.db_table)
+            for converter in connection.ops.get_db_converters(expression) + field.get_db_converters(connection):
+                value = converter(value, expression, connection)
+        converted.append(value)
+    return model.from_db(connection.alias, [f.attname for f in fields], converted)
+
+
+def locked_profile(profile_id, without=()):
+    """The profile with this id and its provider, the profile's row locked FOR NO KEY UPDATE (as
+    `get_profile(lock=True)`: sessions referencing it can still be written meanwhile); the fields named
+    in `without` are left in the database (deferred). None when there is no such profile.
+
+    Fixed SQL for the report, which locks its profile on every call; `tests/test_report.py` holds it to
+    the ORM's answer.
+    """
+    sql, profile_fields, provider_fields = _locked_profile_sql(connection.vendor, tuple(without))
+    with connection.cursor() as cursor:
+        cursor.execute(sql, [profile_id])
+        row = cursor.fetchone()
+    if row is None:
+        return None
+    profile = _instance(AuthProfile, profile_fields, row[:len(profile_fields)])
+    profile.provider = _instance(Provider, provider_fields, row[len(profile_fields):])
+    return profile

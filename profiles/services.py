@@ -8,7 +8,7 @@ from datetime import datetime
 
 from django.db import transaction
 
-from profiles import crypto, ids, rules
+from profiles import crypto, ids, queries, rules
 from profiles.errors import Conflict, Invalid, NotFound
 from profiles.events import new_event, write_events
 from profiles.models import (
@@ -59,18 +59,24 @@ def get_profile(raw, field="profile", lock=False, without_secrets=False):
     only read and write usage stats.
     """
     provider_part, name = ids.split_profile_id(raw, field)
-    queryset = AuthProfile.objects.select_related("provider")
-    if without_secrets:
-        queryset = queryset.defer(*SECRET_FIELDS)
-    if lock:
-        # FOR NO KEY UPDATE: sessions referencing this profile can still be written meanwhile
-        # (their foreign-key checks take KEY SHARE), so report and select never wait on each other in a cycle.
-        queryset = queryset.select_for_update(of=("self",), no_key=True)
-    profile = next(iter(queryset.filter(pk=f"{provider_part}:{name}").order_by()[:1]), None)
+
+    def lookup(pk):
+        if lock and without_secrets:  # every report: the same lookup as fixed SQL
+            return queries.locked_profile(pk, without=SECRET_FIELDS)
+        queryset = AuthProfile.objects.select_related("provider")
+        if without_secrets:
+            queryset = queryset.defer(*SECRET_FIELDS)
+        if lock:
+            # FOR NO KEY UPDATE: sessions referencing this profile can still be written meanwhile (their
+            # foreign-key checks take KEY SHARE), so report and select never wait on each other in a cycle.
+            queryset = queryset.select_for_update(of=("self",), no_key=True)
+        return next(iter(queryset.filter(pk=pk).order_by()[:1]), None)
+
+    profile = lookup(f"{provider_part}:{name}")
     if profile is None:
         target = ProviderAlias.objects.filter(pk=provider_part).values_list("provider_id", flat=True).first()
         if target:
-            profile = next(iter(queryset.filter(pk=f"{target}:{name}").order_by()[:1]), None)
+            profile = lookup(f"{target}:{name}")
     if profile is None:
         raise NotFound(f"unknown profile '{provider_part}:{name}'", {field: ["unknown profile"]})
     return profile

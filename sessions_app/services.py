@@ -352,14 +352,18 @@ def bulk_reset(*, now, actor, reason="restart", session_keys=None):
                           {"session_keys": [f"list of at most {MAX_BULK_KEYS} keys"]})
         keys = sorted({ids.validate_session_key(k, "session_keys") for k in session_keys})
     drop_reason, carry_reason = rules.boundary_reason(reason, rules.AUTO), rules.boundary_reason(reason, rules.USER)
+    dropped_rows = []  # PostgreSQL: the events of the dropped pins, announced after the commit
     with transaction.atomic():
         queries.serialize_bulk_resets()
         events = []
         if keys is None:
             BulkReset.objects.create(at=now, actor=actor[:150], reason=reason)
+            # counted before the sessions with auto pins are locked, so those locks are held for less time
+            carried = Pin.objects.filter(source=rules.USER).count()
+            reset = Session.objects.count()
             if connection.vendor == "postgresql":
-                dropped_events = queries.drop_every_auto_pin(now, actor[:150], drop_reason)
-                announce(dropped_events)
+                dropped_rows = queries.drop_every_auto_pin(now, actor[:150], drop_reason)
+                dropped = len(dropped_rows)
             else:  # SQLite: one writer at a time, so the plain loop is safe
                 dropped_events = []
                 for session in Session.objects.filter(pins__source=rules.AUTO).distinct().order_by("pk"):
@@ -368,9 +372,7 @@ def bulk_reset(*, now, actor, reason="restart", session_keys=None):
                                        for p in sorted(pins) if pins[p].source == rules.AUTO]
                     session.save(update_fields=["pin_version", "updated_at"])
                 events += dropped_events
-            dropped = len(dropped_events)
-            carried = Pin.objects.filter(source=rules.USER).count()
-            reset = Session.objects.count()
+                dropped = len(dropped_events)
         else:
             dropped = carried = 0
             sessions = list(Session.objects.select_for_update().filter(session_key__in=keys).order_by("pk"))
@@ -392,6 +394,7 @@ def bulk_reset(*, now, actor, reason="restart", session_keys=None):
                                 after={"sessions": reset, "dropped": dropped, "carried": carried,
                                        "session_keys": keys if keys is not None else "all"}))
         write_events(events)
+    announce(queries.events_of(dropped_rows))
     return {"reset": reset, "dropped": dropped, "carried": carried}
 
 
@@ -536,13 +539,17 @@ def report_outcome(*, profile, outcome, now, actor, session_key=None, lease_id=N
             events, pair = profile_services.record_outcome(
                 target, outcome, now, actor, model=model, retry_after_seconds=retry_after_seconds, detail=detail
             )
-            failover = _after_report(key, target, outcome, pair, now, actor, events) if key else None
+            failover, stamp = _after_report(key, target, outcome, pair, now, actor, events) if key else (None, False)
             answer = {"profile": profile_state(target, now), "failover": failover, "duplicate": False}
+            stamp = (key, now, target.provider_id) if stamp else None  # the session stays: stamp its activity
             lease = None if claim is None else Lease(
                 lease_id=claim.lease_id, session_key=key or "", profile_id=target.id, issued_at=claim.issued_at,
                 reported_at=now, outcome=outcome, answer=answer)
-            if lease is not None and not queries.claim_lease(lease):
-                raise _DuplicateLease(claim.lease_id)
+            if lease is not None:
+                if not queries.claim_lease(lease, stamp):  # the stamp in the same statement
+                    raise _DuplicateLease(claim.lease_id)
+            elif stamp is not None:
+                queries.stamp_session(*stamp)
             write_events(events)
     except _DuplicateLease as duplicate:
         stored = Lease.objects.get(pk=duplicate.lease_id)
@@ -551,14 +558,15 @@ def report_outcome(*, profile, outcome, now, actor, session_key=None, lease_id=N
 
 
 def _after_report(key, profile, outcome, pair, now, actor, events):
-    """Touch the reporting session and fail it over when the profile it is on just became unavailable."""
+    """Fail the reporting session over when the profile it is on just became unavailable, stamping its
+    activity. Returns (the failover answer or None, True when the caller must still stamp the session:
+    the profile is still available, so nothing here needs the session's lock)."""
     reason, until = profile_rules.unavailability(profile, now, pair)
     if outcome == "success" or reason is None:
-        Session.objects.filter(session_key=key).update(last_activity_at=now, provider_id=profile.provider_id)
-        return None
+        return None, True
     session = queries.lock_session(key)  # locked first; its pins are read after the lock
     if session is None:
-        return None
+        return None, False
     session.last_activity_at = now
     provider = profile.provider
     session.provider_id = provider.id
@@ -573,8 +581,8 @@ def _after_report(key, profile, outcome, pair, now, actor, events):
         change = rules.after_failure(state, failed, outcome, ranked, provider.last_good_id)
     if change is None:
         session.save(update_fields=["last_activity_at", "provider"])
-        return None
+        return None, False
     _apply_pin(session, pins, provider.id, change, now, actor, events)
     session.last_profile = change.profile
     session.save()
-    return {"profile": change.profile.id, "source": OverrideSource.AUTO.value}
+    return {"profile": change.profile.id, "source": OverrideSource.AUTO.value}, False

@@ -95,6 +95,25 @@ def test_it_refuses_a_revoked_token(db):
     assert ApiToken.objects.get(pk=client.token.pk).revoked_at is not None
 
 
+def test_it_looks_tokens_up_as_the_orm_would(db):
+    """The fixed-SQL token lookup finds exactly the unrevoked token with that hash, scopes and all."""
+    from django.utils import timezone
+
+    from console.api.queries import active_token
+    from console.models import hash_token
+
+    live, live_raw = ApiToken.issue("live", ["gateway", "credentials"])
+    gone, gone_raw = ApiToken.issue("gone", ["admin"])
+    ApiToken.objects.filter(pk=gone.pk).update(revoked_at=timezone.now())
+    for raw in (live_raw, gone_raw, "ab_unknown"):
+        expected = ApiToken.objects.filter(token_hash=hash_token(raw), revoked_at__isnull=True).first()
+        found = active_token(hash_token(raw))
+        assert (found and (found.pk, found.name, found.scopes)) == (
+            expected and (expected.pk, expected.name, expected.scopes))
+    assert active_token(hash_token(live_raw)).scopes == ["credentials", "gateway"]
+    assert active_token(hash_token(gone_raw)) is None
+
+
 @pytest.fixture
 def operator(db):
     return User.objects.create_superuser("operator", "op@example.com", "correct horse battery staple")

@@ -178,3 +178,57 @@ def test_it_answers_retry_when_a_lock_wait_times_out(transactional_db, anthropic
     assert response.status_code == 503 and response["Retry-After"] == "1"
     assert response.json()["error"]["code"] == "retry"
     assert AuthProfile.objects.get(pk="anthropic:default").error_count == 0
+
+
+def _backend(pid):
+    """(state, last query) of a PostgreSQL backend, seen from a connection of its own; None once it is gone."""
+    import psycopg
+    from django.db import connection
+
+    db = connection.settings_dict
+    with psycopg.connect(host=db["HOST"], port=db["PORT"] or 5432, user=db["USER"], dbname=db["NAME"],
+                         autocommit=True) as other:
+        return other.execute("SELECT state, query FROM pg_stat_activity WHERE pid = %s", [pid]).fetchone()
+
+
+def _start_request(connection):
+    """What Django does to a persistent connection when a request starts (the `request_started` handler)."""
+    connection.close_if_unusable_or_obsolete()
+
+
+@pytest.mark.postgres
+def test_it_checks_a_reused_connection_without_a_round_trip(transactional_db):
+    """A request that reuses a healthy connection sends no `SELECT 1` first: its first statement is its own."""
+    from django.db import connection
+
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT pg_backend_pid(), 'before the request'")
+        pid = cursor.fetchone()[0]
+    _start_request(connection)
+    connection.close_if_health_check_failed()  # what Django runs before the request's first statement
+    assert connection.health_check_done
+    assert _backend(pid) == ("idle", "SELECT pg_backend_pid(), 'before the request'")
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT pg_backend_pid()")
+        assert cursor.fetchone()[0] == pid  # the same connection, kept
+
+
+@pytest.mark.postgres
+def test_it_reconnects_when_the_server_closed_a_reused_connection(transactional_db):
+    """A connection the server ended between requests (restart, pg_terminate_backend) is replaced before the
+    request's first statement, which succeeds: no 503 for the first request after a database restart."""
+    import psycopg
+    from django.db import connection
+
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT pg_backend_pid()")
+        pid = cursor.fetchone()[0]
+    db = connection.settings_dict
+    with psycopg.connect(host=db["HOST"], port=db["PORT"] or 5432, user=db["USER"], dbname=db["NAME"],
+                         autocommit=True) as other:
+        assert other.execute("SELECT pg_terminate_backend(%s, 5000)", [pid]).fetchone()[0]
+    assert _backend(pid) is None
+    _start_request(connection)
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT pg_backend_pid()")
+        assert cursor.fetchone()[0] != pid

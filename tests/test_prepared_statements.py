@@ -35,3 +35,12 @@ def test_it_prepares_nothing_before_a_statement_repeats(api, anthropic):
         pytest.skip("DATABASE_SERVER_SIDE_BINDING=false: prepared statements switched off on purpose")
     select(api, session_key="agent:main:telegram:dm:once")
     assert not any('"sessions_app_session"' in sql for sql in prepared_statements())
+
+
+@pytest.mark.postgres
+def test_it_leaves_room_in_the_session_tables_pages_for_hot_updates(db):
+    """Migration 0004 sets the session table's fillfactor, so a stamp of activity can stay in its page."""
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT reloptions FROM pg_class WHERE relname = 'sessions_app_session'")
+        options = cursor.fetchone()[0] or []
+    assert "fillfactor=80" in options, options

@@ -11,7 +11,9 @@ ROOT_URLCONF = "bench.floor.urls"
 INSTALLED_APPS = []
 MIDDLEWARE = []
 USE_TZ = True
-# authbroker's own DATABASES entry (persistent connections, prepared statements), without the per-request
-# health check: the floor is the cost of one read.
-DATABASES = {"default": {**database_from_url(os.environ["DATABASE_URL"]), "CONN_HEALTH_CHECKS": False}}
+# authbroker's own DATABASES entry (persistent connections, prepared statements, timeouts), without the
+# per-request health check and on Django's own PostgreSQL backend (authbroker's adds its hung-server watchdog,
+# which reads settings this project does not have): the floor is the cost of one read.
+DATABASES = {"default": {**database_from_url(os.environ["DATABASE_URL"]), "CONN_HEALTH_CHECKS": False,
+                         "ENGINE": "django.db.backends.postgresql"}}
 LOGGING_CONFIG = None

@@ -10,6 +10,7 @@ from django.core.cache import cache
 from drf_spectacular.extensions import OpenApiAuthenticationExtension
 from rest_framework import authentication, exceptions, permissions, throttling
 
+from console.api import queries
 from console.models import ApiToken, hash_token
 
 logger = logging.getLogger("authbroker.api")
@@ -46,11 +47,8 @@ class BearerTokenAuthentication(authentication.BaseAuthentication):
         # constant-time comparison: a timing difference in the index lookup can only reveal
         # how much of a *hash* matched, and hashes of guesses say nothing about a real token
         # (256 random bits), so no byte-by-byte comparison of the secret ever happens.
-        # No ORDER BY (a unique lookup) and only the columns a request reads: this runs on every call.
-        token = next(iter(
-            ApiToken.objects.filter(token_hash=hash_token(raw), revoked_at__isnull=True)
-            .only("id", "name", "scopes").order_by()[:1]
-        ), None)
+        # Fixed SQL, read afresh on every call (queries.active_token): a revoked token is refused at once.
+        token = queries.active_token(hash_token(raw))
         if token is None:
             raise exceptions.AuthenticationFailed("invalid or revoked token")
         return TokenPrincipal(token), token
