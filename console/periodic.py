@@ -28,6 +28,9 @@ DEFAULTS = (
     Default("purge old events", "authbroker.purge_events", 1, "days",
             "Delete audit events older than AUTHBROKER_EVENT_RETENTION_DAYS (default 90); "
             'kwargs {"days": n} overrides it.'),
+    Default("roll up charts", "authbroker.roll_up_charts", 10, "minutes",
+            "Count the closed hours of the audit log for the console's charts (console.ChartCount), so a day or a "
+            "week is drawn from at most 168 hourly rollups. The charts roll up what is missing themselves."),
 )
 
 

@@ -84,3 +84,17 @@ def test_it_leaves_the_hour_just_closed_to_the_events_for_a_grace(db, clock):
                             profile_id="anthropic:default", reason="rate_limit")])
     cooldowns = next(c for c in charts.build(now, "day")["charts"] if c["key"] == "cooldowns")
     assert cooldowns["total"] == 1
+
+
+def test_it_rolls_up_the_closed_hours_on_schedule(db, clock):
+    """The scheduled rollup counts every closed hour of the week, so the first view of a week reads no old events."""
+    from console.tasks import roll_up_charts
+
+    now = T0 + timedelta(minutes=40)
+    seed_events(random.Random(5), 200, now - timedelta(hours=1))
+    clock.move_to(now)
+    roll_up_charts(now)
+    assert ChartHour.objects.count() == 7 * 24
+    rolled = charts.build(now, "week")
+    assert purge_events(now - timedelta(hours=1)) > 0  # the closed hours' events gone: the charts do not change
+    assert charts.build(now, "week") == rolled

@@ -35,13 +35,15 @@ UNREACHABLE_BROKER = "redis://127.0.0.1:9/0"  # the discard port: nothing listen
 
 
 def test_it_creates_the_periodic_tasks_on_migrate(db):
-    """After `migrate` beat's database holds expire_cooldowns (30 s), lease purge (1 min) and event retention (1 day)."""
+    """After `migrate` beat's database holds expire_cooldowns (30 s), lease purge (1 min), event retention (1 day)
+    and the charts' rollup (10 min)."""
     tasks = {t.task: (t.interval.every, t.interval.period, t.enabled) for t in PeriodicTask.objects.all()}
 
     assert tasks == {
         "authbroker.expire_cooldowns": (30, "seconds", True),
         "authbroker.purge_leases": (1, "minutes", True),
         "authbroker.purge_events": (1, "days", True),
+        "authbroker.roll_up_charts": (10, "minutes", True),
     }
 
 

@@ -133,6 +133,11 @@ def _hour(moment):
     return moment.replace(minute=0, second=0, microsecond=0)
 
 
+def closed_hour(now):
+    """The start of the first hour not yet final at `now` (hours before it closed over ROLLUP_GRACE ago)."""
+    return _hour(now - ROLLUP_GRACE)
+
+
 def roll_up(start, end, now):
     """Make sure every closed hour in [start, end) has its counts in `ChartCount` (one grouped scan of the
     hours still missing, written with a marker per hour); concurrent callers wait for each other."""
@@ -170,8 +175,7 @@ def chart_rows(since, window, now=None):
     """
     if window == "hour" or now is None:
         return _grouped(Event.objects.filter(at__gte=since), _buckets(window))
-    closed = min(_hour(now - ROLLUP_GRACE), now)
-    closed = max(closed, since)
+    closed = max(closed_hour(now), since)
     roll_up(since, closed, now)
     by_subject, by_outcome = _grouped(Event.objects.filter(at__gte=closed), _buckets(window))
     counts = (ChartCount.objects.filter(hour__gte=since, hour__lt=closed).order_by()
