@@ -52,6 +52,14 @@ serve: migrate static
 bench: install
 	WEB_CONCURRENCY=$(WEB_CONCURRENCY) $(PY) bench/run.py
 
+# A reset of every session at scale (bench/bulk_reset.py): BENCH_SESSIONS (1,000,000) in its own database.
+bench-reset: install
+	$(PY) bench/bulk_reset.py
+
+# What the Python client costs a gateway per call (bench/client_overhead.py); BENCH_CLIENT_N calls per figure.
+bench-client: install
+	$(PY) bench/client_overhead.py
+
 # The openclaw plugin (clients/openclaw, docs/openclaw-plugin.md): Node 24 and the pinned openclaw come from
 # the npm registry (Node as the `node` package into clients/openclaw/.tools/node); then the plugin's build,
 # its unit tests, and the end-to-end test against a real openclaw gateway and authbroker on PostgreSQL.

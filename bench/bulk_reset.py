@@ -18,7 +18,6 @@ import json
 import os
 import random
 import re
-import subprocess
 import sys
 import threading
 import time
@@ -65,28 +64,22 @@ def fail(message):
     raise SystemExit(1)
 
 
-def admin_connection():
-    import psycopg
-
-    return psycopg.connect(f"{PG}/postgres", autocommit=True)
-
-
 def bench_connection():
-    import psycopg
+    from bench import data
 
-    return psycopg.connect(f"{PG}/{DB_NAME}", autocommit=True)
+    return data.database_connection(PG, DB_NAME)
 
 
 def create_database():
-    with admin_connection() as conn:
-        conn.execute(f'DROP DATABASE IF EXISTS "{DB_NAME}" WITH (FORCE)')
-        conn.execute(f'CREATE DATABASE "{DB_NAME}"')
-    subprocess.run([sys.executable, "manage.py", "migrate", "--noinput", "-v", "0"], cwd=ROOT, check=True)
+    from bench import data
+
+    data.create_database(PG, DB_NAME, ROOT)
 
 
 def drop_database():
-    with admin_connection() as conn:
-        conn.execute(f'DROP DATABASE IF EXISTS "{DB_NAME}" WITH (FORCE)')
+    from bench import data
+
+    data.drop_database(PG, DB_NAME)
 
 
 def generate():

@@ -148,3 +148,35 @@ def generate(conn, sessions, profiles, secret_encrypted, secret_mask):
         cur.execute("VACUUM ANALYZE")
     conn.autocommit = old
     return raw_token
+
+
+# ---------------------------------------------------------------- the benches' own databases
+
+
+def admin_connection(pg):
+    """An autocommit connection to the server's `postgres` database (`pg`: postgres://user@host:port)."""
+    import psycopg
+
+    return psycopg.connect(f"{pg}/postgres", autocommit=True)
+
+
+def database_connection(pg, name):
+    import psycopg
+
+    return psycopg.connect(f"{pg}/{name}", autocommit=True)
+
+
+def create_database(pg, name, root):
+    """Drop `name` if it exists, create it afresh and migrate it (DATABASE_URL must point at it)."""
+    import subprocess
+    import sys
+
+    drop_database(pg, name)
+    with admin_connection(pg) as conn:
+        conn.execute(f'CREATE DATABASE "{name}"')
+    subprocess.run([sys.executable, "manage.py", "migrate", "--noinput", "-v", "0"], cwd=root, check=True)
+
+
+def drop_database(pg, name):
+    with admin_connection(pg) as conn:
+        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
