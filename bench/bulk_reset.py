@@ -64,22 +64,11 @@ def fail(message):
     raise SystemExit(1)
 
 
-def bench_connection():
+def database():
+    """This bench's own database (bench/data.py)."""
     from bench import data
 
-    return data.database_connection(PG, DB_NAME)
-
-
-def create_database():
-    from bench import data
-
-    data.create_database(PG, DB_NAME, ROOT)
-
-
-def drop_database():
-    from bench import data
-
-    data.drop_database(PG, DB_NAME)
+    return data.BenchDatabase(PG, DB_NAME, ROOT)
 
 
 def generate():
@@ -88,14 +77,14 @@ def generate():
 
     secret = "sk-bench-" + uuid.uuid4().hex
     started = time.monotonic()
-    with bench_connection() as conn:
+    with database().connect() as conn:
         conn.autocommit = False
         data.generate(conn, SESSIONS, PROFILES, crypto.encrypt(secret), crypto.mask(secret))
     log(f"data: {SESSIONS:,} sessions, {PROFILES:,} profiles in {time.monotonic() - started:.1f} s")
 
 
 def scalar(sql, params=()):
-    with bench_connection() as conn:
+    with database().connect() as conn:
         return conn.execute(sql, params).fetchone()[0]
 
 
@@ -231,14 +220,14 @@ def main():
     import django
 
     log(f"bench-reset: database {DB_NAME}, {SESSIONS:,} sessions, {SELECTORS} select threads")
-    create_database()
+    database().create()
     try:
         generate()
         django.setup()
         figures = measure()
     finally:
         if not KEEP_DB:
-            drop_database()
+            database().drop()
     log(f"sessions                {figures['sessions']:,}")
     log(f"bulk reset              {figures['seconds']:.2f} s (goal < 10 s)")
     log(f"longest select, pinned  {figures['longest_select_ms_pinned']} ms")

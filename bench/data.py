@@ -153,30 +153,33 @@ def generate(conn, sessions, profiles, secret_encrypted, secret_mask):
 # ---------------------------------------------------------------- the benches' own databases
 
 
-def admin_connection(pg):
-    """An autocommit connection to the server's `postgres` database (`pg`: postgres://user@host:port)."""
-    import psycopg
+class BenchDatabase:
+    """A bench's own database on the server `pg` (postgres://user@host:port): created afresh and migrated,
+    connected to with autocommit, dropped at the end."""
 
-    return psycopg.connect(f"{pg}/postgres", autocommit=True)
+    def __init__(self, pg, name, root):
+        self.pg, self.name, self.root = pg, name, root
 
+    def _admin(self):
+        import psycopg
 
-def database_connection(pg, name):
-    import psycopg
+        return psycopg.connect(f"{self.pg}/postgres", autocommit=True)
 
-    return psycopg.connect(f"{pg}/{name}", autocommit=True)
+    def connect(self):
+        import psycopg
 
+        return psycopg.connect(f"{self.pg}/{self.name}", autocommit=True)
 
-def create_database(pg, name, root):
-    """Drop `name` if it exists, create it afresh and migrate it (DATABASE_URL must point at it)."""
-    import subprocess
-    import sys
+    def create(self):
+        """Drop it if it exists, create it and migrate it (DATABASE_URL must point at it)."""
+        import subprocess
+        import sys
 
-    drop_database(pg, name)
-    with admin_connection(pg) as conn:
-        conn.execute(f'CREATE DATABASE "{name}"')
-    subprocess.run([sys.executable, "manage.py", "migrate", "--noinput", "-v", "0"], cwd=root, check=True)
+        self.drop()
+        with self._admin() as conn:
+            conn.execute(f'CREATE DATABASE "{self.name}"')
+        subprocess.run([sys.executable, "manage.py", "migrate", "--noinput", "-v", "0"], cwd=self.root, check=True)
 
-
-def drop_database(pg, name):
-    with admin_connection(pg) as conn:
-        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    def drop(self):
+        with self._admin() as conn:
+            conn.execute(f'DROP DATABASE IF EXISTS "{self.name}" WITH (FORCE)')

@@ -121,22 +121,11 @@ def ensure_wrk():
         subprocess.run(["apt-get", "install", "-y", "-q", "wrk"], check=True, stdout=subprocess.DEVNULL)
 
 
-def bench_connection():
+def database():
+    """This bench's own database (bench/data.py)."""
     from bench import data
 
-    return data.database_connection(PG, DB_NAME)
-
-
-def create_database():
-    from bench import data
-
-    data.create_database(PG, DB_NAME, ROOT)
-
-
-def drop_database():
-    from bench import data
-
-    data.drop_database(PG, DB_NAME)
+    return data.BenchDatabase(PG, DB_NAME, ROOT)
 
 
 def generate(sessions, profiles):
@@ -145,7 +134,7 @@ def generate(sessions, profiles):
 
     secret = "sk-bench-" + uuid.uuid4().hex
     started = time.monotonic()
-    with bench_connection() as conn:
+    with database().connect() as conn:
         conn.autocommit = False
         token = data.generate(conn, sessions, profiles, crypto.encrypt(secret), crypto.mask(secret))
     took = time.monotonic() - started
@@ -363,7 +352,7 @@ class Runner:
         self.server, self.floor = server, floor
         self.token, self.sessions, self.duration = token, sessions, duration
         self.workdir = Path(workdir)
-        self.conn = bench_connection()
+        self.conn = database().connect()
         self.meters = {"authbroker": CpuMeter(server, self.conn), "floor": CpuMeter(floor, self.conn)}
         self.checks = []
         self.warming = False
@@ -612,14 +601,14 @@ def main():
     log(f"authbroker bench: database {DB_NAME}, {WORKERS} gunicorn workers, work files in {workdir}")
     failure = None
     try:
-        create_database()
+        database().create()
         output = scale(workdir) if SCALE else default(workdir)
     except BenchFailure as error:
         failure = str(error)
         output = {"bench": "authbroker", "mode": "scale" if SCALE else "default", "ok": False, "failure": failure}
     finally:
         if not KEEP_DB:
-            drop_database()
+            database().drop()
     output["seconds"] = round(time.monotonic() - started, 1)
     output["machine"] = machine()
     if failure:
