@@ -5,9 +5,10 @@ Each function here returns exactly what a plain ORM query would; `tests/test_can
 """
 
 import json
+from contextlib import nullcontext
 from functools import lru_cache
 
-from django.db import connection
+from django.db import OperationalError, connection, transaction
 from django.db.models import BigIntegerField, BooleanField, OuterRef, Subquery
 from django.db.models.expressions import RawSQL
 
@@ -237,11 +238,23 @@ def sticky_read(key, provider_id, model, with_secret=False):
     return session, (pinned, pin_source) if pinned else None, profiles
 
 
+# How long the lock-free select waits for a session row another writer holds before it answers without its
+# stamp. A report holds a session for milliseconds; a reset of every session holds the sessions whose auto pins
+# it drops for seconds, and a continuing select must not wait for that (issue 11: no select blocked for more
+# than a moment).
+TOUCH_LOCK_WAIT_MS = 50
+
+LOCKED = "locked"  # touch's answer when another writer held the row past TOUCH_LOCK_WAIT_MS
+
+
 def touch(session, now, last_profile_id=None, provider_id=None):
     """Stamp a continuing session's activity (and the profile it is on): one UPDATE, committed asynchronously.
 
-    Only if the session still has the id and pins (`pin_version`) that were read: returns False when a reset or an
-    override changed it meanwhile, so the caller decides again under the lock.
+    Returns True when stamped; False when the session no longer has the id and pins (`pin_version`) that
+    were read (a reset or an override changed it meanwhile), so the caller decides again under the lock;
+    LOCKED when another writer holds the row longer than TOUCH_LOCK_WAIT_MS (PostgreSQL): its change has
+    not committed, so what was read is still the committed state, and the caller answers from it without
+    the stamp (the select is ordered before that writer's change).
 
     The stamp changes no decision by itself (it only dates the idle window of DESIGN §2), so it is not
     worth a disk flush: waiting for one cost more than the rest of a sticky select (docs/performance.md).
@@ -262,11 +275,24 @@ def touch(session, now, last_profile_id=None, provider_id=None):
     condition = "id = %s AND session_id = %s AND pin_version = %s"
     params += [session.pk, Session._meta.get_field("session_id").get_db_prep_value(session.session_id, connection),
                session.pin_version]
-    if connection.vendor == "postgresql":
-        condition += " AND set_config('synchronous_commit', 'off', true) IS NOT NULL"
-    with connection.cursor() as cursor:
-        cursor.execute(f"UPDATE {table} SET {', '.join(columns)} WHERE {condition}", params)
-        return cursor.rowcount == 1
+    if connection.vendor != "postgresql":
+        with connection.cursor() as cursor:
+            cursor.execute(f"UPDATE {table} SET {', '.join(columns)} WHERE {condition}", params)
+            return cursor.rowcount == 1
+    # both settings last for this statement's own transaction only (set_config(…, true)); the lock wait
+    # happens after the row passed these conditions
+    condition += (" AND set_config('synchronous_commit', 'off', true) IS NOT NULL"
+                  f" AND set_config('lock_timeout', '{TOUCH_LOCK_WAIT_MS}ms', true) IS NOT NULL")
+    sql = f"UPDATE {table} SET {', '.join(columns)} WHERE {condition}"
+    try:
+        # inside an atomic block (a test's), a savepoint keeps a lock timeout from aborting the whole block
+        with transaction.atomic() if connection.in_atomic_block else nullcontext(), connection.cursor() as cursor:
+            cursor.execute(sql, params)
+            return cursor.rowcount == 1
+    except OperationalError as error:
+        if getattr(error.__cause__, "sqlstate", None) == "55P03":  # lock_not_available
+            return LOCKED
+        raise
 
 
 def _stamp_sql():

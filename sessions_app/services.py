@@ -162,10 +162,12 @@ def _sticky(session, pin, profiles, provider_id, now, with_secret=False):
         _hand_out(selection, decision.profile)
     moved = decision.profile.id if session.last_profile_id != decision.profile.id else None
     switched = provider_id if session.provider_id != provider_id else None
-    if not queries.touch(session, now, moved, switched):
+    stamped = queries.touch(session, now, moved, switched)
+    if stamped is False:
         return None  # a reset or a pin change since we read it: decide under the lock
-    session.last_activity_at = now
-    return selection
+    if stamped is True:
+        session.last_activity_at = now
+    return selection  # (or LOCKED: another writer holds the row; answered from the committed state read)
 
 
 def _decision_profiles(provider_id, model, now, profile_ids=(), leaving=None):

@@ -393,3 +393,47 @@ def test_it_never_deadlocks_concurrent_bulk_resets_while_pins_churn(tokens):
     assert failures([alls, *lists, *loops]) == Counter(), f"of {len(alls)} rounds of three bulk resets at once"
     assert check_events_replay_to_the_stored_pins(ballast) == []
     assert len(alls) >= MIN_BULK_ROUNDS, "too few rounds ran in the time budget"
+
+
+# ---------------------------------------------------------------- 6. a continuing select never waits on a held session
+
+
+def test_it_answers_a_continuing_select_without_waiting_for_a_writer_holding_the_session(tokens):
+    """Another transaction holds the session row (as a reset of every session holds the sessions whose auto
+    pins it drops): a continuing select answers from the committed state within a moment, and stamps the
+    session again once the row is free."""
+    import threading
+
+    from django.db import connections
+
+    key_ = key("held", 0)
+    seed_sessions([key_])
+    gateway = Gateway(tokens["a"])
+    assert gateway("POST", "/api/select", {"session_key": key_, "provider": "anthropic"})[0] == 200
+    before = Session.objects.get(session_key=key_).last_activity_at
+    holding, release = threading.Event(), threading.Event()
+
+    def hold():
+        with connections["default"].cursor() as cursor:
+            cursor.execute("BEGIN")
+            cursor.execute("SELECT id FROM sessions_app_session WHERE session_key = %s FOR UPDATE", [key_])
+            holding.set()
+            release.wait(30)
+            cursor.execute("ROLLBACK")
+        connections["default"].close()
+
+    holder = threading.Thread(target=hold)
+    holder.start()
+    try:
+        assert holding.wait(10)
+        started = time.monotonic()
+        status, body = gateway("POST", "/api/select", {"session_key": key_, "provider": "anthropic"})
+        waited = time.monotonic() - started
+    finally:
+        release.set()
+        holder.join(30)
+    assert status == 200 and body["profile"] == DEFAULT and body["source"] == "default"
+    assert waited < 2.0, f"the select waited {waited:.2f} s for the held row"
+    assert Session.objects.get(session_key=key_).last_activity_at == before  # answered without its stamp
+    assert gateway("POST", "/api/select", {"session_key": key_, "provider": "anthropic"})[0] == 200
+    assert Session.objects.get(session_key=key_).last_activity_at > before  # the row free: stamped again
