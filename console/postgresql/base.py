@@ -14,10 +14,11 @@ protocol's SSLRequest, which a running postmaster answers with one byte at once.
 An answer means "slow, not hung": the wait goes on (a long bulk statement is left
 alone; `statement_timeout` bounds it). No answer within `DATABASE_PROBE_SECONDS`
 means hung: the watchdog shuts the connection's socket down, psycopg raises
-OperationalError, and the API answers 503 `database_unavailable`. For a minute
-after that, every new connection is probed first, so a worker does not spend
-psycopg's 2 s connect timeout on a server known to be hung. Nothing else changes:
-when the server answers again, the next request connects as usual.
+OperationalError, and the API answers 503 `database_unavailable`. Every new
+connection is probed first too (connections live CONN_MAX_AGE, so this is rare),
+so a worker never spends psycopg's 2 s minimum connect timeout on a hung server.
+Nothing else changes: when the server answers again, the next request connects
+as usual.
 """
 
 import contextlib
@@ -32,7 +33,6 @@ from django.conf import settings
 from django.db.backends.postgresql import base
 
 SSL_REQUEST = struct.pack("!ii", 8, 80877103)
-SUSPECT_FOR = 60.0  # seconds after a hang during which new connections are probed first
 # A connection cut this recently was cut within the request now reconnecting (the health check's ping
 # failed and Django reconnects at once): the probe has just answered, so it is not asked again.
 JUST_CUT = 0.1
@@ -72,7 +72,6 @@ class Watchdog:
         self._next_token = 0
         self._thread = None
         self._pid = None
-        self.suspect_until = 0.0
 
     def _ensure_thread(self):
         if self._thread is None or self._pid != os.getpid() or not self._thread.is_alive():
@@ -115,13 +114,14 @@ class Watchdog:
                     if verdicts[server]:
                         self._waits[token][0] = time.monotonic() + hang  # slow, not hung: keep waiting
                     else:
-                        self.suspect_until = time.monotonic() + SUSPECT_FOR
                         wrapper.cut_at = time.monotonic()
                         wrapper.sever()
 
     def server_hung(self, settings_dict):
-        """While a hang was seen lately: whether the server still does not answer the probe."""
-        if time.monotonic() >= self.suspect_until:
+        """Whether the server does not answer the probe: asked before every new connection (rare: they
+        live CONN_MAX_AGE), since psycopg's own connect timeout cannot be shorter than 2 s and a hung
+        server accepts the TCP connection before it says nothing. Off with the watchdog."""
+        if not settings.DATABASE_HANG_SECONDS:
             return False
         return not probe(settings_dict["HOST"], settings_dict["PORT"], settings.DATABASE_PROBE_SECONDS)
 
