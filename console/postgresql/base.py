@@ -21,6 +21,7 @@ when the server answers again, the next request connects as usual.
 """
 
 import contextlib
+import logging
 import os
 import socket
 import struct
@@ -29,6 +30,15 @@ import time
 
 from django.conf import settings
 from django.db.backends.postgresql import base
+
+logger = logging.getLogger("authbroker.db")
+
+
+def _monotonic():
+    # The OS's monotonic clock, read directly: libraries that move time in tests (time-machine) patch
+    # `time.monotonic`, and this clock must keep running in a thread of its own whatever they do.
+    return time.clock_gettime(time.CLOCK_MONOTONIC)
+
 
 SSL_REQUEST = struct.pack("!ii", 8, 80877103)
 SUSPECT_FOR = 60.0  # seconds after a hang during which new connections are probed first
@@ -89,7 +99,7 @@ class Watchdog:
             self._ensure_thread()
             self._next_token += 1
             token = self._next_token
-            self._waits[token] = [time.monotonic() + hang, wrapper]
+            self._waits[token] = [_monotonic() + hang, wrapper]
         try:
             yield
         finally:
@@ -100,27 +110,33 @@ class Watchdog:
         while True:
             hang = settings.DATABASE_HANG_SECONDS or 1.0
             time.sleep(min(0.25, hang / 4))
-            now = time.monotonic()
+            try:
+                self._check(hang)
+            except Exception:  # the watchdog must outlive any surprise; the next round tries again
+                logger.exception("database watchdog round failed")
+
+    def _check(self, hang):
+        now = _monotonic()
+        with self._lock:
+            overdue = [(token, wrapper) for token, (deadline, wrapper) in self._waits.items() if deadline <= now]
+        verdicts = {}
+        for token, wrapper in overdue:
+            server = (wrapper.settings_dict["HOST"], wrapper.settings_dict["PORT"])
+            if server not in verdicts:
+                verdicts[server] = probe(*server, settings.DATABASE_PROBE_SECONDS)
             with self._lock:
-                overdue = [(token, wrapper) for token, (deadline, wrapper) in self._waits.items() if deadline <= now]
-            verdicts = {}
-            for token, wrapper in overdue:
-                server = (wrapper.settings_dict["HOST"], wrapper.settings_dict["PORT"])
-                if server not in verdicts:
-                    verdicts[server] = probe(*server, settings.DATABASE_PROBE_SECONDS)
-                with self._lock:
-                    if token not in self._waits:
-                        continue  # the wait ended meanwhile
-                    if verdicts[server]:
-                        self._waits[token][0] = time.monotonic() + hang  # slow, not hung: keep waiting
-                    else:
-                        self.suspect_until = time.monotonic() + SUSPECT_FOR
-                        wrapper.cut_at = time.monotonic()
-                        wrapper.sever()
+                if token not in self._waits:
+                    continue  # the wait ended meanwhile
+                if verdicts[server]:
+                    self._waits[token][0] = _monotonic() + hang  # slow, not hung: keep waiting
+                else:
+                    self.suspect_until = _monotonic() + SUSPECT_FOR
+                    wrapper.cut_at = _monotonic()
+                    wrapper.sever()
 
     def server_hung(self, settings_dict):
         """While a hang was seen lately: whether the server still does not answer the probe."""
-        if time.monotonic() >= self.suspect_until:
+        if _monotonic() >= self.suspect_until:
             return False
         return not probe(settings_dict["HOST"], settings_dict["PORT"], settings.DATABASE_PROBE_SECONDS)
 
@@ -141,7 +157,7 @@ class DatabaseWrapper(base.DatabaseWrapper):
 
     def get_new_connection(self, conn_params):
         cut_at, self.cut_at = self.cut_at, None
-        if (cut_at is not None and time.monotonic() - cut_at < JUST_CUT) or WATCHDOG.server_hung(self.settings_dict):
+        if (cut_at is not None and _monotonic() - cut_at < JUST_CUT) or WATCHDOG.server_hung(self.settings_dict):
             raise self.Database.OperationalError("the database server does not answer (hung)")
         return super().get_new_connection(conn_params)
 
