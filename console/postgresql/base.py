@@ -14,16 +14,18 @@ protocol's SSLRequest, which a running postmaster answers with one byte at once.
 An answer means "slow, not hung": the wait goes on (a long bulk statement is left
 alone; `statement_timeout` bounds it). No answer within `DATABASE_PROBE_SECONDS`
 means hung: the watchdog shuts the connection's socket down, psycopg raises
-OperationalError, and the API answers 503 `database_unavailable`. For a minute
-after that, every new connection is probed first, so a worker does not spend
-psycopg's 2 s connect timeout on a server known to be hung. Nothing else changes:
-when the server answers again, the next request connects as usual.
+OperationalError, and the API answers 503 `database_unavailable`. Every new
+connection is probed first too (one round trip; connections are kept for
+`DATABASE_CONN_MAX_AGE`), so no worker spends psycopg's connect timeout (2 s at
+least) on a hung server. When the server answers again, the next request
+connects as usual.
 """
 
 import contextlib
 import logging
 import os
 import socket
+import ssl
 import struct
 import threading
 import time
@@ -41,10 +43,9 @@ def _monotonic():
 
 
 SSL_REQUEST = struct.pack("!ii", 8, 80877103)
-SUSPECT_FOR = 60.0  # seconds after a hang during which new connections are probed first
 # A connection cut this recently was cut within the request now reconnecting (the health check's ping
 # failed and Django reconnects at once): the probe has just answered, so it is not asked again.
-JUST_CUT = 0.1
+JUST_CUT = 0.5
 
 
 def probe(host, port, timeout):
@@ -63,13 +64,27 @@ def probe(host, port, timeout):
         else:
             sock = socket.create_connection(address, timeout=timeout)
     except OSError:
-        return False  # refused or unreachable: not hung, but not alive either; psycopg will say why
+        return False  # refused or unreachable: not alive
     with sock:
         try:
             sock.sendall(SSL_REQUEST)
-            return sock.recv(1) != b""
+            answer = sock.recv(1)
         except OSError:
             return False
+        if answer == b"S":
+            _finish_tls(sock)
+        return answer != b""
+
+
+def _finish_tls(sock):
+    """The server agreed to TLS and waits for a handshake: complete it and close cleanly, so that it sees a
+    client that sent nothing (which PostgreSQL does not log) rather than a broken handshake (which it does).
+    The server has answered already; nothing here changes the verdict."""
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    context.check_hostname = False
+    context.verify_mode = ssl.CERT_NONE  # nothing is sent over it: the peer's identity does not matter here
+    with contextlib.suppress(OSError, ValueError):
+        context.wrap_socket(sock).unwrap()
 
 
 class Watchdog:
@@ -81,7 +96,6 @@ class Watchdog:
         self._next_token = 0
         self._thread = None
         self._pid = None
-        self.suspect_until = 0.0
 
     def _ensure_thread(self):
         if self._thread is None or self._pid != os.getpid() or not self._thread.is_alive():
@@ -130,13 +144,13 @@ class Watchdog:
                 if verdicts[server]:
                     self._waits[token][0] = _monotonic() + hang  # slow, not hung: keep waiting
                 else:
-                    self.suspect_until = _monotonic() + SUSPECT_FOR
                     wrapper.cut_at = _monotonic()
                     wrapper.sever()
 
     def server_hung(self, settings_dict):
-        """While a hang was seen lately: whether the server still does not answer the probe."""
-        if _monotonic() >= self.suspect_until:
+        """Before a new connection: whether the server fails to answer the probe. psycopg would otherwise spend
+        its whole connect timeout (2 s at least) on a hung server; the probe costs one round trip."""
+        if not settings.DATABASE_HANG_SECONDS:
             return False
         return not probe(settings_dict["HOST"], settings_dict["PORT"], settings.DATABASE_PROBE_SECONDS)
 
@@ -158,7 +172,7 @@ class DatabaseWrapper(base.DatabaseWrapper):
     def get_new_connection(self, conn_params):
         cut_at, self.cut_at = self.cut_at, None
         if (cut_at is not None and _monotonic() - cut_at < JUST_CUT) or WATCHDOG.server_hung(self.settings_dict):
-            raise self.Database.OperationalError("the database server does not answer (hung)")
+            raise self.Database.OperationalError("the database server does not answer (down or hung)")
         return super().get_new_connection(conn_params)
 
     def is_usable(self):
