@@ -182,3 +182,19 @@ def test_it_answers_retry_when_a_lock_wait_times_out(transactional_db, anthropic
     assert response.status_code == 503 and response["Retry-After"] == "1"
     assert response.json()["error"]["code"] == "retry"
     assert AuthProfile.objects.get(pk="anthropic:default").error_count == 0
+
+
+def test_it_probes_a_tls_server_without_leaving_a_line_in_its_log():
+    """The watchdog's probe on a server with `ssl = on` finishes the handshake: alive, and nothing logged
+    (a bare close after the server's 'S' logs "could not accept SSL connection")."""
+    from console.postgresql.base import probe
+
+    cluster = PrivateCluster().init().enable_tls()
+    try:
+        cluster.start()
+        logged = cluster.log.read_text()
+        assert [probe("127.0.0.1", cluster.port, 1.0) for _ in range(3)] == [True] * 3
+        time.sleep(0.5)  # the server's backends write their lines as they exit
+        assert cluster.log.read_text() == logged
+    finally:
+        cluster.destroy()
