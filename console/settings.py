@@ -239,7 +239,7 @@ TEMPLATES = [
 DATABASES = {"default": database_from_url(env_str("DATABASE_URL", "sqlite:///db.sqlite3"))}
 # A wait on PostgreSQL this long makes the watchdog probe the server; no answer to the probe within
 # DATABASE_PROBE_SECONDS and the connection is cut, so the request answers 503 (0 turns the watchdog off).
-DATABASE_HANG_SECONDS = env_float("DATABASE_HANG_SECONDS", 0.75)
+DATABASE_HANG_SECONDS = env_float("DATABASE_HANG_SECONDS", 0.5)
 DATABASE_PROBE_SECONDS = env_float("DATABASE_PROBE_SECONDS", 0.5, minimum=0.05)
 SILENCED_SYSTEM_CHECKS = []
 if DATABASES["default"]["ENGINE"].endswith("sqlite3"):

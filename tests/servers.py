@@ -67,6 +67,34 @@ class PrivateCluster:
     def stop(self):
         self._run("pg_ctl", "-D", self.data, "-m", "fast", "-w", "-t", "30", "stop")
 
+    def enable_tls(self):
+        """A self-signed certificate and `ssl = on` (before start)."""
+        import datetime
+
+        from cryptography import x509
+        from cryptography.hazmat.primitives import hashes, serialization
+        from cryptography.hazmat.primitives.asymmetric import rsa
+        from cryptography.x509.oid import NameOID
+
+        key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+        name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "localhost")])
+        now = datetime.datetime.now(datetime.UTC)
+        cert = (x509.CertificateBuilder().subject_name(name).issuer_name(name).public_key(key.public_key())
+                .serial_number(1).not_valid_before(now).not_valid_after(now + datetime.timedelta(days=1))
+                .sign(key, hashes.SHA256()))
+        files = {"server.crt": cert.public_bytes(serialization.Encoding.PEM),
+                 "server.key": key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                                                 serialization.NoEncryption())}
+        for name, data in files.items():
+            path = self.data / name
+            path.write_bytes(data)
+            path.chmod(0o600)
+            if self.as_postgres:
+                shutil.chown(path, "postgres", "postgres")
+        with open(self.data / "postgresql.conf", "a") as conf:
+            conf.write("ssl = on\n")
+        return self
+
     def processes(self):
         """The postmaster's pid and its children's (backends, checkpointer, ...)."""
         postmaster = int((self.data / "postmaster.pid").read_text().split()[0])

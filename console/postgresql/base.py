@@ -15,16 +15,18 @@ An answer means "slow, not hung": the wait goes on (a long bulk statement is lef
 alone; `statement_timeout` bounds it). No answer within `DATABASE_PROBE_SECONDS`
 means hung: the watchdog shuts the connection's socket down, psycopg raises
 OperationalError, and the API answers 503 `database_unavailable`. Every new
-connection is probed first too (connections live CONN_MAX_AGE, so this is rare),
-so a worker never spends psycopg's 2 s minimum connect timeout on a hung server.
-Nothing else changes: when the server answers again, the next request connects
-as usual.
+connection is probed first too (one round trip; connections are kept for
+`DATABASE_CONN_MAX_AGE`), so no worker spends psycopg's connect timeout (2 s at
+least) on a hung server. When the server answers again, the next request
+connects as usual.
 """
 
 import contextlib
+import logging
 import os
 import select
 import socket
+import ssl
 import struct
 import threading
 import time
@@ -32,10 +34,19 @@ import time
 from django.conf import settings
 from django.db.backends.postgresql import base
 
+logger = logging.getLogger("authbroker.db")
+
+
+def _monotonic():
+    # The OS's monotonic clock, read directly: libraries that move time in tests (time-machine) patch
+    # `time.monotonic`, and this clock must keep running in a thread of its own whatever they do.
+    return time.clock_gettime(time.CLOCK_MONOTONIC)
+
+
 SSL_REQUEST = struct.pack("!ii", 8, 80877103)
 # A connection cut this recently was cut within the request now reconnecting (the health check's ping
 # failed and Django reconnects at once): the probe has just answered, so it is not asked again.
-JUST_CUT = 0.1
+JUST_CUT = 0.5
 
 
 def probe(host, port, timeout):
@@ -54,13 +65,27 @@ def probe(host, port, timeout):
         else:
             sock = socket.create_connection(address, timeout=timeout)
     except OSError:
-        return False  # refused or unreachable: not hung, but not alive either; psycopg will say why
+        return False  # refused or unreachable: not alive
     with sock:
         try:
             sock.sendall(SSL_REQUEST)
-            return sock.recv(1) != b""
+            answer = sock.recv(1)
         except OSError:
             return False
+        if answer == b"S":
+            _finish_tls(sock)
+        return answer != b""
+
+
+def _finish_tls(sock):
+    """The server agreed to TLS and waits for a handshake: complete it and close cleanly, so that it sees a
+    client that sent nothing (which PostgreSQL does not log) rather than a broken handshake (which it does).
+    The server has answered already; nothing here changes the verdict."""
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    context.check_hostname = False
+    context.verify_mode = ssl.CERT_NONE  # nothing is sent over it: the peer's identity does not matter here
+    with contextlib.suppress(OSError, ValueError):
+        context.wrap_socket(sock).unwrap()
 
 
 class Watchdog:
@@ -89,7 +114,7 @@ class Watchdog:
             self._ensure_thread()
             self._next_token += 1
             token = self._next_token
-            self._waits[token] = [time.monotonic() + hang, wrapper]
+            self._waits[token] = [_monotonic() + hang, wrapper]
         try:
             yield
         finally:
@@ -100,27 +125,32 @@ class Watchdog:
         while True:
             hang = settings.DATABASE_HANG_SECONDS or 1.0
             time.sleep(min(0.25, hang / 4))
-            now = time.monotonic()
+            try:
+                self._check(hang)
+            except Exception:  # the watchdog must outlive any surprise; the next round tries again
+                logger.exception("database watchdog round failed")
+
+    def _check(self, hang):
+        now = _monotonic()
+        with self._lock:
+            overdue = [(token, wrapper) for token, (deadline, wrapper) in self._waits.items() if deadline <= now]
+        verdicts = {}
+        for token, wrapper in overdue:
+            server = (wrapper.settings_dict["HOST"], wrapper.settings_dict["PORT"])
+            if server not in verdicts:
+                verdicts[server] = probe(*server, settings.DATABASE_PROBE_SECONDS)
             with self._lock:
-                overdue = [(token, wrapper) for token, (deadline, wrapper) in self._waits.items() if deadline <= now]
-            verdicts = {}
-            for token, wrapper in overdue:
-                server = (wrapper.settings_dict["HOST"], wrapper.settings_dict["PORT"])
-                if server not in verdicts:
-                    verdicts[server] = probe(*server, settings.DATABASE_PROBE_SECONDS)
-                with self._lock:
-                    if token not in self._waits:
-                        continue  # the wait ended meanwhile
-                    if verdicts[server]:
-                        self._waits[token][0] = time.monotonic() + hang  # slow, not hung: keep waiting
-                    else:
-                        wrapper.cut_at = time.monotonic()
-                        wrapper.sever()
+                if token not in self._waits:
+                    continue  # the wait ended meanwhile
+                if verdicts[server]:
+                    self._waits[token][0] = _monotonic() + hang  # slow, not hung: keep waiting
+                else:
+                    wrapper.cut_at = _monotonic()
+                    wrapper.sever()
 
     def server_hung(self, settings_dict):
-        """Whether the server does not answer the probe: asked before every new connection (rare: they
-        live CONN_MAX_AGE), since psycopg's own connect timeout cannot be shorter than 2 s and a hung
-        server accepts the TCP connection before it says nothing. Off with the watchdog."""
+        """Before a new connection: whether the server fails to answer the probe. psycopg would otherwise spend
+        its whole connect timeout (2 s at least) on a hung server; the probe costs one round trip."""
         if not settings.DATABASE_HANG_SECONDS:
             return False
         return not probe(settings_dict["HOST"], settings_dict["PORT"], settings.DATABASE_PROBE_SECONDS)
@@ -142,8 +172,8 @@ class DatabaseWrapper(base.DatabaseWrapper):
 
     def get_new_connection(self, conn_params):
         cut_at, self.cut_at = self.cut_at, None
-        if (cut_at is not None and time.monotonic() - cut_at < JUST_CUT) or WATCHDOG.server_hung(self.settings_dict):
-            raise self.Database.OperationalError("the database server does not answer (hung)")
+        if (cut_at is not None and _monotonic() - cut_at < JUST_CUT) or WATCHDOG.server_hung(self.settings_dict):
+            raise self.Database.OperationalError("the database server does not answer (down or hung)")
         return super().get_new_connection(conn_params)
 
     def is_usable(self):
