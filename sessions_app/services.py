@@ -272,23 +272,36 @@ def _mark_used(selection, provider, now):
 # ---------------------------------------------------------------- overrides and boundaries
 
 
+def _boundary_pins(session, pins, now, actor, reason, events, carry=True):
+    """A boundary's effect on every pin of a locked session (`rules.at_boundary`): each auto pin dropped,
+    each user pin carried (its event written only with `carry`). Returns {provider: (change kind, profile)}."""
+    changes = {}
+    for pin_provider, pin in sorted(pins.items()):
+        change = rules.at_boundary(rules.Pin(pin.profile_id, pin.source), reason)
+        changes[pin_provider] = (change.kind, pin.profile_id)
+        if carry or change.kind != rules.PIN_CARRIED:
+            _apply_pin(session, pins, pin_provider, change, now, actor, events)
+    return changes
+
+
+def _crossed(session):
+    """The session has crossed every pending boundary: a list reset's, and the latest reset of every session."""
+    session.boundary_pending = False
+    session.epoch = max(session.epoch, getattr(session, "latest_epoch", session.epoch))
+
+
 def _start_boundary(session, pins, now, actor, reason, events, provider_id=None):
     """A session boundary: a new session id, every auto pin dropped, every user pin carried (v2: whatever
     the request's provider). Returns (carried, dropped): the pin of `provider_id` (or None)."""
     old_id = session.session_id
     session.session_id = uuid.uuid4()
-    carried = dropped = None
-    for pin_provider, pin in sorted(pins.items()):
-        change = rules.at_boundary(rules.Pin(pin.profile_id, pin.source), reason)
-        if pin_provider == provider_id:
-            carried = pin.profile_id if change.kind == rules.PIN_CARRIED else None
-            dropped = pin.profile_id if change.kind == rules.PIN_DROPPED else None
-        _apply_pin(session, pins, pin_provider, change, now, actor, events)
+    kind, profile_id = _boundary_pins(session, pins, now, actor, reason, events).get(provider_id, (None, None))
+    carried = profile_id if kind == rules.PIN_CARRIED else None
+    dropped = profile_id if kind == rules.PIN_DROPPED else None
     events.append(new_event(EventKind.SESSION_RESET, now, actor, session_key=session.session_key, reason=reason,
                             before={"session_id": str(old_id)}, after={"session_id": str(session.session_id),
                                                                         "carried": carried, "dropped": dropped}))
-    session.boundary_pending = False
-    session.epoch = max(session.epoch, getattr(session, "latest_epoch", session.epoch))
+    _crossed(session)
     return carried, dropped
 
 
@@ -297,13 +310,8 @@ def _cross_boundary(session, pins, now, actor, new_session, events):
     if session.boundary_pending:
         # a reset of a list of sessions gave it a new id and handled its pins then; an auto pin now
         # was set by a failover after that reset, for the session before it
-        for pin_provider, pin in sorted(pins.items()):
-            if pin.source == rules.AUTO:
-                events.append(session.clear_pin(pins.pop(pin_provider), now, actor,
-                                                rules.boundary_reason("restart", rules.AUTO),
-                                                kind=EventKind.OVERRIDE_DROPPED))
-        session.boundary_pending = False
-        session.epoch = max(session.epoch, getattr(session, "latest_epoch", session.epoch))
+        _boundary_pins(session, pins, now, actor, "restart", events, carry=False)
+        _crossed(session)
         return
     # a reset of every session only recorded itself (`BulkReset`): the session crosses it now
     _start_boundary(session, pins, now, actor, "new" if new_session else "restart", events)
@@ -353,7 +361,7 @@ def bulk_reset(*, now, actor, reason="restart", session_keys=None):
             raise Invalid(f"session_keys must be a list of at most {MAX_BULK_KEYS} keys",
                           {"session_keys": [f"list of at most {MAX_BULK_KEYS} keys"]})
         keys = sorted({ids.validate_session_key(k, "session_keys") for k in session_keys})
-    drop_reason, carry_reason = rules.boundary_reason(reason, rules.AUTO), rules.boundary_reason(reason, rules.USER)
+    drop_reason = rules.boundary_reason(reason, rules.AUTO)
     dropped_rows = []  # PostgreSQL: the events of the dropped pins, announced after the commit
     with transaction.atomic():
         queries.serialize_bulk_resets()
@@ -367,27 +375,18 @@ def bulk_reset(*, now, actor, reason="restart", session_keys=None):
                 dropped_rows = queries.drop_every_auto_pin(now, actor[:150], drop_reason)
                 dropped = len(dropped_rows)
             else:  # SQLite: one writer at a time, so the plain loop is safe
-                dropped_events = []
                 for session in Session.objects.filter(pins__source=rules.AUTO).distinct().order_by("pk"):
-                    pins = queries.pins_of(session)
-                    dropped_events += [session.clear_pin(pins[p], now, actor, drop_reason, EventKind.OVERRIDE_DROPPED)
-                                       for p in sorted(pins) if pins[p].source == rules.AUTO]
+                    _boundary_pins(session, queries.pins_of(session), now, actor, reason, events, carry=False)
                     session.save(update_fields=["pin_version", "updated_at"])
-                events += dropped_events
-                dropped = len(dropped_events)
+                dropped = len(events)
         else:
             dropped = carried = 0
             sessions = list(Session.objects.select_for_update().filter(session_key__in=keys).order_by("pk"))
             for session in sessions:
-                pins = queries.pins_of(session)
-                for pin_provider in sorted(pins):
-                    if pins[pin_provider].source == rules.AUTO:
-                        events.append(session.clear_pin(pins.pop(pin_provider), now, actor, drop_reason,
-                                                        EventKind.OVERRIDE_DROPPED))
-                        dropped += 1
-                    else:
-                        events.append(session.carry_pin(pins[pin_provider], now, actor, carry_reason))
-                        carried += 1
+                kinds = [kind for kind, _ in _boundary_pins(session, queries.pins_of(session), now, actor, reason,
+                                                            events).values()]
+                dropped += kinds.count(rules.PIN_DROPPED)
+                carried += kinds.count(rules.PIN_CARRIED)
                 session.session_id = uuid.uuid4()
                 session.boundary_pending = True
                 session.save(update_fields=["session_id", "boundary_pending", "pin_version", "updated_at"])
@@ -466,17 +465,14 @@ def get_session(session_key):
     session = Session.objects.select_related("last_profile").filter(session_key=key).first()
     if session is None:
         raise NotFound(f"unknown session {key!r}", {"session_key": ["unknown session"]})
-    session.pin_list = list(Pin.objects.filter(session=session).order_by("provider_id"))
+    _listed_pins(session)
     return session
 
 
 def override_state(session):
     """The API's `override`: the pin for the session's current provider (of its most recent select,
     report, reset or pin change), or None."""
-    pins = getattr(session, "pin_list", None)
-    if pins is None:
-        pins = list(Pin.objects.filter(session=session).order_by("provider_id"))
-    for pin in pins:
+    for pin in _listed_pins(session):
         if pin.provider_id == session.provider_id:
             return pin.state()
     return None
@@ -484,10 +480,14 @@ def override_state(session):
 
 def overrides_state(session):
     """The API's `overrides` (v2): every pin of the session, one per provider."""
-    pins = getattr(session, "pin_list", None)
-    if pins is None:
-        pins = list(Pin.objects.filter(session=session).order_by("provider_id"))
-    return [pin.state() for pin in pins]
+    return [pin.state() for pin in _listed_pins(session)]
+
+
+def _listed_pins(session):
+    """The session's pins by provider: those `get_session` read, else read now."""
+    if getattr(session, "pin_list", None) is None:
+        session.pin_list = list(Pin.objects.filter(session=session).order_by("provider_id"))
+    return session.pin_list
 
 
 # ---------------------------------------------------------------- report
