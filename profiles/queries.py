@@ -82,8 +82,9 @@ def _locked_profile_sql(vendor, without):
     return sql, profile_fields, provider_fields
 
 
-def _instance(model, fields, values):
-    """A model instance from raw column values, converted as the ORM converts them (JSON, dates)."""
+def from_row(model, fields, values):
+    """A model instance from raw column values of `fields`, converted as the ORM converts them (JSON, dates,
+    SQLite's text and integers); the model's other fields are deferred, as with `.only()`."""
     converted = []
     for field, value in zip(fields, values, strict=True):
         if value is not None:
@@ -91,7 +92,9 @@ def _instance(model, fields, values):
             for converter in connection.ops.get_db_converters(expression) + field.get_db_converters(connection):
                 value = converter(value, expression, connection)
         converted.append(value)
-    return model.from_db(connection.alias, [f.attname for f in fields], converted)
+    by_name = {field.attname: value for field, value in zip(fields, converted, strict=True)}
+    names = [f.attname for f in model._meta.concrete_fields if f.attname in by_name]  # from_db's order
+    return model.from_db(connection.alias, names, [by_name[name] for name in names])
 
 
 def locked_profile(profile_id, without=()):
@@ -108,6 +111,6 @@ def locked_profile(profile_id, without=()):
         row = cursor.fetchone()
     if row is None:
         return None
-    profile = _instance(AuthProfile, profile_fields, row[:len(profile_fields)])
-    profile.provider = _instance(Provider, provider_fields, row[len(profile_fields):])
+    profile = from_row(AuthProfile, profile_fields, row[:len(profile_fields)])
+    profile.provider = from_row(Provider, provider_fields, row[len(profile_fields):])
     return profile

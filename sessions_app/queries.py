@@ -14,6 +14,7 @@ from django.db.models.expressions import RawSQL
 
 from profiles import rules
 from profiles.models import AuthProfile, Event, ModelCooldown, Provider, Strategy
+from profiles.queries import from_row
 from sessions_app.models import BulkReset, Lease, Pin, Session
 
 
@@ -169,13 +170,17 @@ _PROFILE_COLUMNS = ("id", "provider_id", "kind", "enabled", "expires_at", "coold
                     "disabled_until", "disabled_reason")
 
 
+_STICKY_SESSION_COLUMNS = ("id", "session_id", "last_profile_id", "pin_version", "boundary_pending", "epoch",
+                           "last_activity_at", "provider_id")
+_COOLDOWN_COLUMNS = ("profile_id", "model", "cooldown_until", "cooldown_reason")
+
+
 @lru_cache(maxsize=8)
 def _sticky_sql(vendor, with_model, with_secret):
     session, pin, profile, cooldown = (connection.ops.quote_name(m._meta.db_table)
                                        for m in (Session, Pin, AuthProfile, ModelCooldown))
     columns = _PROFILE_COLUMNS + (("secret_encrypted",) if with_secret else ())
-    select = ["s.id", "s.session_id", "s.last_profile_id", "s.pin_version", "s.boundary_pending", "s.epoch",
-              "s.last_activity_at", "s.provider_id", latest_epoch_sql(), "pin.source"]
+    select = [*(f"s.{column}" for column in _STICKY_SESSION_COLUMNS), latest_epoch_sql(), "pin.source"]
     joins = [f"LEFT JOIN {pin} AS pin ON pin.session_id = s.id AND pin.provider_id = %s",
              f"LEFT JOIN {profile} AS pp ON pp.id = pin.profile_id",
              f"LEFT JOIN {profile} AS lp ON lp.id = s.last_profile_id AND lp.provider_id = %s"]
@@ -188,14 +193,8 @@ def _sticky_sql(vendor, with_model, with_secret):
     return f"SELECT {', '.join(select)} FROM {session} AS s {' '.join(joins)} WHERE s.session_key = %s"
 
 
-def _from_db(field_name, model, value):
-    """A raw column value as the ORM would give it (SQLite hands back text and integers)."""
-    if value is None:
-        return None
-    field = model._meta.get_field(field_name)
-    for converter in connection.ops.get_db_converters(field.get_col(model._meta.db_table)):
-        value = converter(value, field, connection)
-    return value
+def _fields(model, names):
+    return [model._meta.get_field(name) for name in names]
 
 
 def sticky_read(key, provider_id, model, with_secret=False):
@@ -211,11 +210,8 @@ def sticky_read(key, provider_id, model, with_secret=False):
         row = cursor.fetchone()
     if row is None:
         return None, None, {}
-    names = ("id", "session_id", "last_profile_id", "pin_version", "boundary_pending", "epoch", "last_activity_at",
-             "provider_id")
-    fields = {name: _from_db(name, Session, value) for name, value in zip(names, row[:8], strict=True)}
-    session = Session(session_key=key, **fields)
-    session._state.adding, session._state.db = False, connection.alias
+    session = from_row(Session, _fields(Session, _STICKY_SESSION_COLUMNS), row[:8])
+    session.session_key = key
     session.latest_epoch = row[8]
     pin_source = row[9]
     columns = _PROFILE_COLUMNS + (("secret_encrypted",) if with_secret else ())
@@ -225,14 +221,11 @@ def sticky_read(key, provider_id, model, with_secret=False):
         values = row[start:start + width]
         if values[0] is None or values[0] in profiles:
             continue
-        profile = AuthProfile(**{name: _from_db(name, AuthProfile, value)
-                                 for name, value in zip(columns, values, strict=False)})
-        profile._state.adding, profile._state.db = False, connection.alias
+        profile = from_row(AuthProfile, _fields(AuthProfile, columns), values[:len(columns)])
         cooldown = None
         if model and values[len(columns)] is not None:
-            cooldown = ModelCooldown(profile_id=profile.id, model=model,
-                                     cooldown_until=_from_db("cooldown_until", ModelCooldown, values[len(columns)]),
-                                     cooldown_reason=values[len(columns) + 1] or "")
+            cooldown = from_row(ModelCooldown, _fields(ModelCooldown, _COOLDOWN_COLUMNS),
+                                (profile.id, model, values[len(columns)], values[len(columns) + 1] or ""))
         profiles[profile.id] = (profile, cooldown)
     pinned = row[10] if pin_source else None
     return session, (pinned, pin_source) if pinned else None, profiles
